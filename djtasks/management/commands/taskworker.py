@@ -1,0 +1,91 @@
+"""``manage.py taskworker``: run tasks from the database queue."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from djtasks.conf import settings
+from djtasks.worker.banner import banner
+from djtasks.worker.consumer import Worker, WorkerOptions, default_hostname, expand_hostname
+from djtasks.worker.pools import POOLS
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
+class Command(BaseCommand):
+    help = "Run a worker that claims tasks from the database queue and runs them."
+    requires_system_checks: list[str] = []  # checked below, with a clear exit
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("-Q", "--queues", default=None,
+                            help="comma-separated queues to consume (default: "
+                            "DJTASKS_DEFAULT_QUEUE)")
+        parser.add_argument("-c", "--concurrency", type=_positive_int, default=None,
+                            help="tasks run at once (default: number of CPUs)")
+        parser.add_argument("-P", "--pool", choices=sorted(POOLS), default="prefork",
+                            help="prefork (default): child processes; threads; solo: inline")
+        parser.add_argument("-n", "--hostname", default=None,
+                            help="worker name (%%h host, %%n short host, %%p pid); default "
+                            "PID@HOST")
+        parser.add_argument("-l", "--loglevel", default="INFO", type=str.upper,
+                            choices=LEVELS, help="log level of the worker's messages")
+        parser.add_argument("--max-tasks-per-child", type=_positive_int, default=None,
+                            help="replace a prefork child after this many tasks")
+        parser.add_argument("--prefetch-multiplier", type=_positive_int, default=None,
+                            help="claim up to concurrency × this many tasks at once")
+        parser.add_argument("--poll-interval", type=float, default=None,
+                            help="seconds between polls when idle (default "
+                            "DJTASKS_POLL_INTERVAL)")
+        parser.add_argument("--max-tasks", type=_positive_int, default=None,
+                            help="stop (warm) after this many tasks")
+        parser.add_argument("--burst", action="store_true",
+                            help="stop once the queues are empty")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.check(display_num_errors=False)
+        queues = [q.strip() for q in (options["queues"] or settings.DEFAULT_QUEUE).split(",")
+                  if q.strip()]
+        if not queues:
+            raise CommandError("-Q needs at least one queue name")
+        opts = WorkerOptions(
+            queues=queues,
+            concurrency=options["concurrency"] or os.cpu_count() or 1,
+            pool=options["pool"],
+            hostname=expand_hostname(options["hostname"]) if options["hostname"]
+            else default_hostname(),
+            prefetch_multiplier=options["prefetch_multiplier"] or settings.PREFETCH_MULTIPLIER,
+            poll_interval=options["poll_interval"] or settings.POLL_INTERVAL,
+            lease_seconds=settings.VISIBILITY_TIMEOUT,
+            max_tasks_per_child=options["max_tasks_per_child"],
+            max_tasks=options["max_tasks"],
+            burst=options["burst"],
+        )
+        _configure_logging(options["loglevel"])
+        worker = Worker(opts)
+        self.stdout.write(banner(worker))
+        self.stdout.flush()
+        worker.run()
+
+
+def _configure_logging(level: str) -> None:
+    logger = logging.getLogger("djtasks")
+    logger.setLevel(level)
+    if not logger.handlers and not logging.getLogger().handlers:
+        # No LOGGING config for djtasks: log to stderr like any worker.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(
+            "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False

@@ -1,0 +1,496 @@
+"""THE write path: every statement that changes a task row lives here.
+
+Enqueue, claim, start, complete, retry, revoke, release, renew, rescue.
+The hot statements are raw SQL (one round trip each, no model instances);
+the rest use the ORM. Each function takes the current time from its caller
+(``now``) so workers and tests control the clock.
+
+PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` and wakes workers with
+NOTIFY (delivered only when the enqueueing transaction commits). SQLite has
+one writer at a time: claims run in ``BEGIN IMMEDIATE`` transactions and
+workers poll.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from . import states
+from .conf import settings
+from .models import TaskRecord, Worker
+
+#: The NOTIFY channel workers LISTEN on; the payload is the queue name.
+NOTIFY_CHANNEL = "djtasks"
+
+_T = TaskRecord._meta.db_table
+_WAITING = "('PENDING', 'RETRY')"
+_HELD = "('RECEIVED', 'STARTED')"
+WORKER_LOST = "djtasks.exceptions.WorkerLostError"
+REVOKED_ERROR = "djtasks.exceptions.TaskRevokedError"
+
+
+def db_alias() -> str:
+    return settings.DATABASE
+
+
+def connection() -> BaseDatabaseWrapper:
+    return connections[db_alias()]
+
+
+def is_postgres(conn: BaseDatabaseWrapper | None = None) -> bool:
+    return (conn or connection()).vendor == "postgresql"
+
+
+# -- values -------------------------------------------------------------------
+
+@dataclass
+class Message:
+    """A task call ready to be inserted: what ``apply_async`` produces."""
+
+    id: uuid.UUID
+    name: str
+    queue: str
+    priority: int
+    content_type: str
+    payload: str
+    eta: dt.datetime
+    created_at: dt.datetime
+    headers: dict[str, Any] = field(default_factory=dict)
+    expires: dt.datetime | None = None
+    acks_late: bool = False
+    ignore_result: bool = False
+    parent_id: uuid.UUID | None = None
+    root_id: uuid.UUID | None = None
+    group_id: uuid.UUID | None = None
+
+
+@dataclass
+class Claimed:
+    """A row a worker has claimed: everything needed to run it."""
+
+    db_id: Any  # the id as the database returned it, for writing back
+    id: str
+    name: str
+    queue: str
+    priority: int
+    content_type: str
+    payload: str
+    headers: dict[str, Any]
+    retries: int
+    attempt: int
+    acks_late: bool
+    ignore_result: bool
+    expired: bool
+    eta: Any
+    parent_id: str | None
+    root_id: str | None
+    group_id: str | None
+
+
+@dataclass
+class Outcome:
+    """How one run of a task ended; written back by :func:`complete`."""
+
+    task_id: str
+    attempt: int
+    state: str  # SUCCESS, FAILURE, RETRY or REVOKED
+    done_at: dt.datetime
+    runtime: float | None = None
+    result: str | None = None
+    result_content_type: str = ""
+    exc_type: str = ""
+    exc_message: str = ""
+    traceback: str = ""
+    retry_eta: dt.datetime | None = None
+    new_payload: str | None = None  # retry(args=..., kwargs=...) replaces the arguments
+    task_name: str = ""  # for logs only
+
+
+# -- helpers ------------------------------------------------------------------
+
+_INSERT_FIELDS = [
+    "id", "name", "queue", "priority", "state", "content_type", "payload", "headers",
+    "eta", "expires", "acks_late", "ignore_result", "created_at", "parent_id",
+    "root_id", "group_id",
+]
+_FIELDS = {f: TaskRecord._meta.get_field(f) for f in _INSERT_FIELDS}
+_DEFAULTS_SQL = (
+    "retries, attempt, worker, result_content_type, custom_state, exc_type, "
+    "exc_message, traceback"
+)
+
+
+def _prep(conn: BaseDatabaseWrapper, name: str, value: Any) -> Any:
+    return _FIELDS[name].get_db_prep_save(value, conn)
+
+
+def _dt(conn: BaseDatabaseWrapper, value: dt.datetime | None) -> Any:
+    return _FIELDS["eta"].get_db_prep_save(value, conn)
+
+
+def _db_id(conn: BaseDatabaseWrapper, value: Any) -> Any:
+    return _FIELDS["id"].get_db_prep_save(value if isinstance(value, uuid.UUID)
+                                          else uuid.UUID(str(value)), conn)
+
+
+def _in_list(conn: BaseDatabaseWrapper, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """SQL for ``IN (...)`` / ``= ANY(...)`` over ``values``, and its params."""
+    if is_postgres(conn):
+        return "= ANY(%s)", [list(values)]
+    return "IN (" + ", ".join(["%s"] * len(values)) + ")", list(values)
+
+
+@contextmanager
+def _write_transaction(conn: BaseDatabaseWrapper) -> Iterator[Any]:
+    """A short write transaction with a cursor.
+
+    On SQLite it is ``BEGIN IMMEDIATE``, taking the write lock up front so a
+    read-then-write can never fail on a stale snapshot; elsewhere Django's
+    ``atomic``.
+    """
+    if conn.vendor == "sqlite" and conn.get_autocommit() and not conn.in_atomic_block:
+        conn.ensure_connection()
+        with conn.cursor() as cursor:
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+    else:
+        with transaction.atomic(using=conn.alias), conn.cursor() as cursor:
+            yield cursor
+
+
+def _json_value(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        return json.loads(value)
+    return value
+
+
+def _uuid_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return str(uuid.UUID(str(value)))
+
+
+# -- enqueue --------------------------------------------------------------------
+
+def enqueue(messages: Sequence[Message]) -> None:
+    """Insert task rows (one statement) and wake the workers of their queues.
+
+    Inside the caller's transaction the rows, and the wake-up, become visible
+    only when it commits; a rollback leaves nothing behind.
+    """
+    if not messages:
+        return
+    conn = connection()
+    columns = ", ".join(_INSERT_FIELDS) + ", " + _DEFAULTS_SQL
+    row_sql = "(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ", 0, 0, '', '', '', '', '', '')"
+    params: list[Any] = []
+    for m in messages:
+        params.extend((
+            _prep(conn, "id", m.id), m.name, m.queue, m.priority, states.PENDING,
+            m.content_type, m.payload, _prep(conn, "headers", m.headers),
+            _dt(conn, m.eta), _dt(conn, m.expires), m.acks_late, m.ignore_result,
+            _dt(conn, m.created_at), _prep(conn, "parent_id", m.parent_id),
+            _prep(conn, "root_id", m.root_id), _prep(conn, "group_id", m.group_id),
+        ))
+    insert = f"INSERT INTO {_T} ({columns}) VALUES " + ", ".join([row_sql] * len(messages))
+    with conn.cursor() as cursor:
+        if is_postgres(conn):
+            queues = sorted({m.queue for m in messages})
+            # One round trip: the insert and its NOTIFY; PostgreSQL delivers
+            # the notification only if and when this transaction commits.
+            notify = ", ".join(["pg_notify(%s, %s)"] * len(queues))
+            notify_params = [p for q in queues for p in (NOTIFY_CHANNEL, q)]
+            cursor.execute(f"WITH ins AS ({insert} RETURNING 1) SELECT {notify}",
+                           params + notify_params)
+        else:
+            cursor.execute(insert, params)
+
+
+# -- claim ----------------------------------------------------------------------
+
+_RETURNING = (
+    "id, name, queue, priority, content_type, payload, headers, retries, attempt, "
+    "acks_late, ignore_result, expires, eta, parent_id, root_id, group_id"
+)
+
+
+def claim(worker: str, queues: Sequence[str], limit: int, now: dt.datetime,
+          lease_seconds: float) -> list[Claimed]:
+    """Claim up to ``limit`` ready rows of ``queues`` for ``worker``.
+
+    Highest priority first, then oldest eta, then oldest id. Rows locked by
+    another claimer are skipped, never waited on. Claimed rows are RECEIVED,
+    carry a lease until ``now + lease_seconds`` and count one more attempt.
+    """
+    if limit <= 0 or not queues:
+        return []
+    conn = connection()
+    lease = now + dt.timedelta(seconds=lease_seconds)
+    set_sql = ("state = 'RECEIVED', worker = %s, received_at = %s, lease_expires = %s, "
+               "attempt = {t}.attempt + 1")
+    if is_postgres(conn):
+        sql = f"""
+            WITH ready AS (
+                SELECT id FROM {_T}
+                WHERE state IN {_WAITING} AND queue = ANY(%s) AND eta <= %s
+                ORDER BY priority DESC, eta, id
+                LIMIT %s
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE {_T} SET {set_sql.format(t=_T)}
+            FROM ready WHERE {_T}.id = ready.id
+            RETURNING {", ".join(f"{_T}.{c.strip()}" for c in _RETURNING.split(","))}
+        """
+        params = [list(queues), now, limit, worker, now, lease]
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+    else:
+        in_sql, in_params = _in_list(conn, queues)
+        sql = f"""
+            UPDATE {_T} SET {set_sql.format(t=_T)}
+            WHERE id IN (
+                SELECT id FROM {_T}
+                WHERE state IN {_WAITING} AND queue {in_sql} AND eta <= %s
+                ORDER BY priority DESC, eta, id
+                LIMIT %s
+            )
+            RETURNING {_RETURNING}
+        """
+        params = [worker, _dt(conn, now), _dt(conn, lease), *in_params, _dt(conn, now), limit]
+        with _write_transaction(conn) as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+    now_db = now if is_postgres(conn) else None
+    claimed = [_claimed(conn, row, now, now_db) for row in rows]
+    # RETURNING does not keep the subquery's order.
+    claimed.sort(key=lambda c: (-c.priority, str(c.eta), c.id))
+    return claimed
+
+
+def _claimed(conn: BaseDatabaseWrapper, row: Sequence[Any], now: dt.datetime,
+             now_db: dt.datetime | None) -> Claimed:
+    (db_id, name, queue, priority, content_type, payload, headers, retries, attempt,
+     acks_late, ignore_result, expires, eta, parent_id, root_id, group_id) = row
+    expired = False
+    if expires is not None:
+        if not isinstance(expires, dt.datetime):
+            expires = conn.ops.convert_datetimefield_value(expires, None, conn)
+        expired = expires <= now
+    return Claimed(
+        db_id=db_id, id=_uuid_str(db_id) or "", name=name, queue=queue, priority=priority,
+        content_type=content_type, payload=payload, headers=_json_value(headers),
+        retries=retries, attempt=attempt, acks_late=bool(acks_late),
+        ignore_result=bool(ignore_result), expired=expired, eta=eta,
+        parent_id=_uuid_str(parent_id), root_id=_uuid_str(root_id),
+        group_id=_uuid_str(group_id),
+    )
+
+
+def start(worker: str, claimed: Sequence[Claimed], now: dt.datetime) -> set[str]:
+    """Mark claimed rows STARTED; return the ids that were (a row revoked since
+    its claim is not started and must not run)."""
+    if not claimed:
+        return set()
+    conn = connection()
+    in_sql, in_params = _in_list(conn, [c.db_id for c in claimed])
+    sql = (f"UPDATE {_T} SET state = 'STARTED', started_at = %s "
+           f"WHERE id {in_sql} AND worker = %s AND state = 'RECEIVED' RETURNING id")
+    with _write_transaction(conn) as cursor:
+        cursor.execute(sql, [_dt(conn, now), *in_params, worker])
+        return {_uuid_str(row[0]) or "" for row in cursor.fetchall()}
+
+
+def release(worker: str, claimed: Sequence[Claimed]) -> int:
+    """Put claimed-but-unstarted rows back in the queue at once (warm shutdown)."""
+    if not claimed:
+        return 0
+    conn = connection()
+    in_sql, in_params = _in_list(conn, [c.db_id for c in claimed])
+    sql = (f"UPDATE {_T} SET state = 'PENDING', worker = '', lease_expires = NULL, "
+           f"received_at = NULL WHERE id {in_sql} AND worker = %s AND state = 'RECEIVED'")
+    with _write_transaction(conn) as cursor:
+        cursor.execute(sql, [*in_params, worker])
+        return cursor.rowcount
+
+
+def requeue_running(worker: str, claimed: Sequence[Claimed]) -> int:
+    """Put started ``acks_late`` rows back in the queue (their run was cut off)."""
+    if not claimed:
+        return 0
+    conn = connection()
+    in_sql, in_params = _in_list(conn, [c.db_id for c in claimed])
+    sql = (f"UPDATE {_T} SET state = 'PENDING', worker = '', lease_expires = NULL, "
+           f"received_at = NULL, started_at = NULL, custom_state = '' "
+           f"WHERE id {in_sql} AND worker = %s AND state IN {_HELD}")
+    with _write_transaction(conn) as cursor:
+        cursor.execute(sql, [*in_params, worker])
+        return cursor.rowcount
+
+
+# -- outcomes -------------------------------------------------------------------
+
+def complete(outcomes: Iterable[Outcome]) -> None:
+    """Write many outcomes in one transaction.
+
+    Each write is fenced by the attempt number: a worker whose lease ran out
+    and whose task was claimed again elsewhere cannot overwrite the newer run.
+    """
+    finals: list[list[Any]] = []
+    retries: list[list[Any]] = []
+    conn = connection()
+    for o in outcomes:
+        db_id = _db_id(conn, o.task_id)
+        if o.state == states.RETRY:
+            retries.append([
+                _dt(conn, o.retry_eta), o.exc_type, o.exc_message, o.traceback,
+                o.runtime, o.new_payload, db_id, o.attempt,
+            ])
+        else:
+            finals.append([
+                o.state, o.result, o.result_content_type, o.exc_type, o.exc_message,
+                o.traceback, o.runtime, _dt(conn, o.done_at), _dt(conn, o.done_at),
+                db_id, o.attempt,
+            ])
+    if not finals and not retries:
+        return
+    with _write_transaction(conn) as cursor:
+        if finals:
+            cursor.executemany(
+                f"UPDATE {_T} SET state = %s, result = %s, result_content_type = %s, "
+                "exc_type = %s, exc_message = %s, traceback = %s, runtime = %s, "
+                "done_at = %s, started_at = COALESCE(started_at, %s), "
+                "lease_expires = NULL, custom_state = '' "
+                f"WHERE id = %s AND attempt = %s AND state IN {_HELD}",
+                finals,
+            )
+        if retries:
+            cursor.executemany(
+                f"UPDATE {_T} SET state = 'RETRY', eta = %s, retries = retries + 1, "
+                "exc_type = %s, exc_message = %s, traceback = %s, runtime = %s, "
+                "payload = COALESCE(%s, payload), worker = '', lease_expires = NULL, "
+                "custom_state = '' "
+                f"WHERE id = %s AND attempt = %s AND state IN {_HELD}",
+                retries,
+            )
+
+
+def set_progress(task_id: str, custom_state: str, content_type: str, meta: str | None) -> None:
+    """Record a running task's ``update_state()`` (state name and meta)."""
+    conn = connection()
+    with conn.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_T} SET custom_state = %s, result = %s, result_content_type = %s "
+            f"WHERE id = %s AND state IN {_HELD}",
+            [custom_state, meta, content_type, _db_id(conn, task_id)],
+        )
+
+
+def revoke(task_ids: Sequence[str], reason: str, now: dt.datetime,
+           attempt: int | None = None) -> list[str]:
+    """Revoke tasks that have not started; return the ids actually revoked."""
+    if not task_ids:
+        return []
+    conn = connection()
+    in_sql, in_params = _in_list(conn, [_db_id(conn, t) for t in task_ids])
+    fence = ""
+    params = [_dt(conn, now), REVOKED_ERROR, reason, *in_params]
+    if attempt is not None:
+        fence = " AND attempt = %s"
+        params.append(attempt)
+    sql = (f"UPDATE {_T} SET state = 'REVOKED', done_at = %s, exc_type = %s, "
+           "exc_message = %s, lease_expires = NULL "
+           f"WHERE id {in_sql} AND state IN ('PENDING', 'RETRY', 'RECEIVED'){fence} "
+           "RETURNING id")
+    with _write_transaction(conn) as cursor:
+        cursor.execute(sql, params)
+        return [_uuid_str(r[0]) or "" for r in cursor.fetchall()]
+
+
+def forget(task_id: str) -> None:
+    """Delete a finished task's row; an unfinished one keeps no result when it ends."""
+    qs = TaskRecord.objects.using(db_alias()).filter(pk=task_id)
+    qs.filter(state__in=states.READY_STATES).delete()
+    qs.exclude(state__in=states.READY_STATES).update(ignore_result=True)
+
+
+# -- leases and workers -----------------------------------------------------------
+
+def renew_leases(worker: str, now: dt.datetime, lease_seconds: float) -> int:
+    """Extend the lease of every row ``worker`` holds (one statement)."""
+    conn = connection()
+    with conn.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_T} SET lease_expires = %s WHERE worker = %s AND state IN {_HELD}",
+            [_dt(conn, now + dt.timedelta(seconds=lease_seconds)), worker],
+        )
+        return cursor.rowcount
+
+
+@dataclass
+class Rescued:
+    requeued: int
+    lost: int
+
+
+def rescue_expired(now: dt.datetime) -> Rescued:
+    """Recover rows whose worker stopped renewing their lease.
+
+    A row that never started (or whose task is ``acks_late``) goes back to
+    the queue; a started one ends FAILURE with ``WorkerLostError`` naming the
+    worker, so it is neither lost nor run twice. Safe to run from many
+    workers at once: each UPDATE re-checks its condition on the locked row.
+    """
+    conn = connection()
+    now_db = _dt(conn, now)
+    with _write_transaction(conn) as cursor:
+        cursor.execute(
+            f"UPDATE {_T} SET state = 'PENDING', worker = '', lease_expires = NULL, "
+            "received_at = NULL, started_at = NULL, custom_state = '' "
+            f"WHERE state IN {_HELD} AND lease_expires < %s "
+            "AND (state = 'RECEIVED' OR acks_late = %s)",
+            [now_db, True],
+        )
+        requeued = cursor.rowcount
+        cursor.execute(
+            f"UPDATE {_T} SET state = 'FAILURE', done_at = %s, lease_expires = NULL, "
+            "exc_type = %s, exc_message = 'worker ' || worker || "
+            "' stopped (lease expired) while running this task', custom_state = '' "
+            "WHERE state = 'STARTED' AND lease_expires < %s AND acks_late = %s",
+            [now_db, WORKER_LOST, now_db, False],
+        )
+        lost = cursor.rowcount
+    return Rescued(requeued, lost)
+
+
+def worker_heartbeat(name: str, now: dt.datetime, processed: int, **fields: Any) -> None:
+    """Create or refresh ``name``'s worker row."""
+    updated = Worker.objects.using(db_alias()).filter(pk=name).update(
+        last_seen=now, processed=processed, stopped_at=None)
+    if not updated:
+        Worker.objects.using(db_alias()).update_or_create(
+            pk=name, defaults={"last_seen": now, "processed": processed,
+                               "started_at": now, **fields})
+
+
+def worker_stopped(name: str, now: dt.datetime, processed: int) -> None:
+    Worker.objects.using(db_alias()).filter(pk=name).update(
+        last_seen=now, stopped_at=now, processed=processed)

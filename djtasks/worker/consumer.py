@@ -1,0 +1,365 @@
+"""The worker's main loop: claim → run → record, until told to stop.
+
+One thread owns the loop and every queue write (claims, starts, batched
+outcomes, leases); the pool runs the tasks. The loop sleeps on the pool's
+pipes, the PostgreSQL LISTEN socket and a signal pipe at once, so a finished
+task, a new task or a Ctrl-C each wake it immediately.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait as wait_for
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, connections
+from django.utils import timezone
+
+from .. import queue, signals, states
+from ..conf import settings
+from ..registry import tasks as registry
+from .listener import Listener
+from .pools import POOLS, Job, Pool, lost
+
+logger = logging.getLogger("djtasks.worker")
+
+_DB_ERRORS = (DatabaseError, InterfaceError)
+
+
+def default_hostname() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def expand_hostname(pattern: str) -> str:
+    host = socket.gethostname()
+    return (pattern.replace("%h", host).replace("%n", host.split(".")[0])
+            .replace("%p", str(os.getpid())).replace("%i", str(os.getpid())))
+
+
+@dataclass
+class WorkerOptions:
+    queues: Sequence[str] = ("default",)
+    concurrency: int = 2
+    pool: str = "prefork"
+    hostname: str = field(default_factory=default_hostname)
+    prefetch_multiplier: int = 4
+    poll_interval: float = 1.0
+    lease_seconds: float = 60.0
+    max_tasks_per_child: int | None = None
+    max_tasks: int | None = None  # stop after this many (tests, benchmarks)
+    burst: bool = False  # stop once the queues are empty
+
+
+class Worker:
+    """A ``taskworker`` process: see :meth:`run`."""
+
+    def __init__(self, options: WorkerOptions, clock: Callable[[], Any] = timezone.now) -> None:
+        self.options = options
+        self.name = options.hostname
+        self.now = clock
+        self.pool: Pool = POOLS[options.pool](options.concurrency, self.name,
+                                              **({"max_tasks_per_child":
+                                                  options.max_tasks_per_child}
+                                                 if options.pool == "prefork" else {}))
+        self.buffer: deque[queue.Claimed] = deque()
+        self.pending: list[queue.Outcome] = []
+        self.processed = 0
+        self.stopping = False  # warm: finish running tasks, claim nothing more
+        self.cold = False  # cold: stop now
+        self.listener: Listener | None = None
+        self._signal_r, self._signal_w = os.pipe()
+        self._next_heartbeat = 0.0
+        self._next_rescue = 0.0
+        self._db_backoff = 0.0
+        self._queues_empty = False
+
+    # -- the loop ------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until a signal (or ``max_tasks`` / ``burst``) stops the worker."""
+        self._install_signals()
+        self._prepare_database()
+        self.pool.start()
+        self.listener = Listener.for_worker(self.options.queues)
+        self._renewer = self._start_renewer() if self.options.pool == "solo" else None
+        signals.worker_ready.send(sender=self)
+        logger.info("worker %s ready", self.name)
+        try:
+            while not self.cold:
+                try:
+                    self.step()
+                except _DB_ERRORS as exc:
+                    self._database_down(exc)
+                    continue
+                if self.stopping and not self.pool.running() and not self.pending:
+                    break
+                self._db_backoff = 0.0
+        finally:
+            self._shutdown()
+
+    def step(self) -> None:
+        """One turn: record outcomes, do side duties, claim, dispatch, then wait."""
+        self.record(self.pool.collect() + self.pool.check_limits())
+        self.side_duties()
+        if not self.stopping:
+            self.claim()
+            self.dispatch()
+            self._check_stop_conditions()
+        self.wait()
+
+    def record(self, outcomes: list[queue.Outcome]) -> None:
+        """Write outcomes (with any that failed to write earlier) in one batch."""
+        self.pending.extend(outcomes)
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        try:
+            queue.complete(batch)
+        except BaseException:
+            self.pending = batch + self.pending  # written once the database is back
+            raise
+        self.processed += len(batch)
+        for o in batch:
+            _log_outcome(o)
+
+    def claim(self) -> None:
+        running = len(self.pool.running())
+        want = self.options.concurrency * self.options.prefetch_multiplier
+        # Refill only when the buffer can no longer feed every slot, so claims
+        # come in batches rather than one row at a time.
+        if len(self.buffer) >= self.options.concurrency:
+            return
+        limit = want - len(self.buffer) - running
+        if limit <= 0:
+            return
+        claimed = queue.claim(self.name, self._active_queues(), limit, self.now(),
+                              self.options.lease_seconds)
+        self._queues_empty = len(claimed) < limit
+        for c in claimed:
+            if registry.__contains__(c.name):
+                signals.task_received.send(sender=registry.get(c.name), request=c)
+        self.buffer.extend(claimed)
+
+    def dispatch(self) -> None:
+        """Hand buffered tasks to free pool slots (revoking any that expired)."""
+        free = self.pool.free()
+        while free > 0 and self.buffer:
+            batch = [self.buffer.popleft() for _ in range(min(free, len(self.buffer)))]
+            expired = [c for c in batch if c.expired]
+            runnable = [c for c in batch if not c.expired]
+            for c in expired:
+                self._revoke_expired(c)
+            started = queue.start(self.name, runnable, self.now())
+            for c in runnable:
+                if c.id in started:
+                    self.pool.submit(self._job(c))
+                    free -= 1
+                else:
+                    logger.info("task %s[%s] was revoked before it started", c.name, c.id)
+
+    def wait(self) -> None:
+        """Sleep until something can be done: an outcome, a wake-up, a signal, a poll."""
+        if self.pending:
+            return
+        if self.buffer and self.pool.free() > 0 and not self.stopping:
+            return
+        if not self.stopping and self.pool.free() > 0 and not self._queues_empty:
+            return  # more work is waiting: keep claiming until the queues are empty
+        waitables: list[Any] = [self._signal_r, *self.pool.waitables()]
+        if self.listener is not None and not self.stopping and self.pool.free() > 0:
+            waitables.extend(self.listener.waitables())
+        timeout = min(self.options.poll_interval, self._until_side_duties())
+        ready = wait_for(waitables, timeout=max(0.0, timeout))
+        if self._signal_r in ready:
+            self._read_signals()
+        if self.listener is not None and any(w in ready for w in self.listener.waitables()):
+            self.listener.drain()
+        self._queues_empty = False
+
+    # -- side duties ------------------------------------------------------------
+
+    def side_duties(self) -> None:
+        mono = time.monotonic()
+        if mono >= self._next_heartbeat:
+            self.heartbeat()
+            self._next_heartbeat = mono + max(0.5, self.options.lease_seconds / 4)
+        if mono >= self._next_rescue:
+            rescued = queue.rescue_expired(self.now())
+            if rescued.requeued or rescued.lost:
+                logger.warning("recovered tasks of stopped workers: %d re-queued, %d failed "
+                               "(WorkerLostError)", rescued.requeued, rescued.lost)
+            self._next_rescue = mono + max(1.0, self.options.lease_seconds / 2)
+
+    def heartbeat(self) -> None:
+        now = self.now()
+        if self.options.pool != "solo":
+            queue.renew_leases(self.name, now, self.options.lease_seconds)
+        queue.worker_heartbeat(
+            self.name, now, self.processed, hostname=socket.gethostname(), pid=os.getpid(),
+            queues=list(self.options.queues), concurrency=self.options.concurrency,
+            pool=self.options.pool)
+
+    def _until_side_duties(self) -> float:
+        return min(self._next_heartbeat, self._next_rescue) - time.monotonic()
+
+    def _start_renewer(self) -> threading.Event:
+        # The solo pool runs tasks on this thread; a small thread keeps the
+        # leases alive meanwhile so a long task is not taken for lost.
+        stop = threading.Event()
+        interval = max(0.5, self.options.lease_seconds / 4)
+
+        def renew() -> None:
+            while not stop.wait(interval):
+                try:
+                    queue.renew_leases(self.name, self.now(), self.options.lease_seconds)
+                except _DB_ERRORS as exc:
+                    logger.warning("lease renewal failed: %s", exc)
+            connections.close_all()
+
+        threading.Thread(target=renew, name="djtasks-leases", daemon=True).start()
+        return stop
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _active_queues(self) -> list[str]:
+        return list(self.options.queues)
+
+    def _job(self, c: queue.Claimed) -> Job:
+        task = registry._tasks.get(c.name)
+        soft = task.soft_time_limit if task else None
+        hard = task.time_limit if task else None
+        return Job(c, soft or settings.TASK_SOFT_TIME_LIMIT, hard or settings.TASK_TIME_LIMIT)
+
+    def _revoke_expired(self, c: queue.Claimed) -> None:
+        revoked = queue.revoke([c.id], "expired before it could start", self.now(),
+                               attempt=c.attempt)
+        if revoked:
+            logger.info("%s[%s] REVOKED (expired)", c.name, c.id)
+            task = registry._tasks.get(c.name)
+            signals.task_revoked.send(sender=task, request=c, terminated=False, signum=None,
+                                      expired=True)
+
+    def _check_stop_conditions(self) -> None:
+        if self.options.max_tasks is not None and self.processed >= self.options.max_tasks:
+            self.begin_warm_shutdown("processed max_tasks")
+        elif (self.options.burst and self._queues_empty and not self.buffer
+              and not self.pool.running()):
+            self.begin_warm_shutdown("queues empty (burst mode)")
+
+    def _prepare_database(self) -> None:
+        conn = queue.connection()
+        conn.ensure_connection()
+        if conn.vendor == "sqlite":
+            with conn.cursor() as cursor:
+                # WAL lets the web process, beat and workers read while one writes.
+                cursor.execute("PRAGMA journal_mode=WAL")
+
+    def _database_down(self, exc: BaseException) -> None:
+        self._db_backoff = min(30.0, (self._db_backoff or 0.5) * 2)
+        logger.error("database error: %s; retrying in %.1fs", exc, self._db_backoff)
+        for conn in connections.all(initialized_only=True):
+            conn.close()
+        if self.listener is not None:
+            self.listener.reset()
+        deadline = time.monotonic() + self._db_backoff
+        while not self.cold and time.monotonic() < deadline:
+            ready = wait_for([self._signal_r], timeout=max(0.0, deadline - time.monotonic()))
+            if ready:
+                self._read_signals()
+            self.pending.extend(self.pool.collect())
+
+    # -- signals and shutdown --------------------------------------------------
+
+    def _install_signals(self) -> None:
+        os.set_blocking(self._signal_w, False)
+        os.set_blocking(self._signal_r, False)
+        signal.set_wakeup_fd(self._signal_w)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        pass  # the wake-up fd carries the signal number to the loop
+
+    def _read_signals(self) -> None:
+        try:
+            data = os.read(self._signal_r, 64)
+        except BlockingIOError:
+            return
+        for signum in data:
+            if signum == signal.SIGQUIT or (self.stopping and signum in
+                                            (signal.SIGTERM, signal.SIGINT)):
+                self.begin_cold_shutdown()
+            elif signum in (signal.SIGTERM, signal.SIGINT):
+                self.begin_warm_shutdown(signal.Signals(signum).name)
+
+    def begin_warm_shutdown(self, why: str) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        logger.warning("warm shutdown (%s): finishing %d running task(s); send the signal "
+                       "again to stop now", why, len(self.pool.running()))
+        self._release_buffer()
+
+    def begin_cold_shutdown(self) -> None:
+        logger.warning("cold shutdown: stopping running tasks now")
+        self.stopping = True
+        self.cold = True
+
+    def _release_buffer(self) -> None:
+        buffered = list(self.buffer)
+        self.buffer.clear()
+        try:
+            n = queue.release(self.name, buffered)
+        except _DB_ERRORS as exc:
+            logger.error("could not release %d claimed tasks (%s); their leases will "
+                         "expire and return them to the queue", len(buffered), exc)
+            return
+        if n:
+            logger.info("returned %d claimed task(s) to the queue", n)
+
+    def _shutdown(self) -> None:
+        if self._renewer is not None:
+            self._renewer.set()
+        self._release_buffer()
+        cut = self.pool.stop(cold=self.cold)
+        outcomes = self.pool.collect() if not self.cold else []
+        for job in cut:
+            if job.claimed.acks_late:
+                continue  # its lease will expire and the task run again
+            outcomes.append(lost(job.claimed, queue.WORKER_LOST,
+                                 f"worker {self.name} was stopped (cold shutdown) while "
+                                 "running this task"))
+        try:
+            self.record(outcomes)
+            queue.requeue_running(self.name, [j.claimed for j in cut if j.claimed.acks_late])
+            queue.worker_stopped(self.name, self.now(), self.processed)
+        except _DB_ERRORS as exc:
+            logger.error("could not record the final outcomes (%s); leases will recover "
+                         "them", exc)
+        if self.listener is not None:
+            self.listener.close()
+        signal.set_wakeup_fd(-1)
+        signals.worker_shutdown.send(sender=self)
+        logger.info("worker %s stopped after %d task(s)", self.name, self.processed)
+
+
+def _log_outcome(o: queue.Outcome) -> None:
+    runtime = f"{o.runtime:.4f}s" if o.runtime is not None else "-"
+    if o.state == states.SUCCESS:
+        logger.info("%s[%s] %s in %s", o.task_name, o.task_id, o.state, runtime)
+    elif o.state == states.RETRY:
+        logger.warning("%s[%s] %s at %s after %s: %s", o.task_name, o.task_id, o.state,
+                       o.retry_eta.isoformat() if o.retry_eta else "?", runtime,
+                       o.exc_message or o.exc_type)
+    else:
+        logger.error("%s[%s] %s in %s: %s: %s", o.task_name, o.task_id, o.state, runtime,
+                     o.exc_type,
+                     o.exc_message)

@@ -1,0 +1,213 @@
+"""Runs ONE task and says how it ended.
+
+Used by every pool (in the process or thread that runs the task) and by
+``Task.apply()``. It never touches the queue tables itself: it returns an
+:class:`~djtasks.queue.Outcome` for the worker to write in a batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import traceback as tb
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections
+from django.utils import timezone
+
+from .. import serialization, signals, states
+from ..conf import settings
+from ..exceptions import DecodeError, NotRegistered, Reject, Retry
+from ..queue import Claimed, Outcome
+from ..registry import tasks as registry
+from ..request import Request, current_request
+from ..result import EagerResult
+from ..task import Task
+
+logger = logging.getLogger("djtasks.worker")
+
+
+def type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+@dataclass
+class Run:
+    """The outcome of one run, with Python values for eager callers."""
+
+    state: str
+    value: Any = None
+    exc: BaseException | None = None
+    traceback: str = ""
+    retry_eta: dt.datetime | None = None
+    retry_args: Any = None
+    retry_kwargs: Any = None
+    runtime: float = 0.0
+
+
+def _run(task: Task, request: Request) -> Run:
+    """Call the task function under ``request``, sending the task signals."""
+    token = current_request.set(request)
+    args, kwargs = request.args, request.kwargs
+    signals.task_prerun.send(sender=task, task_id=request.id, task=task,
+                             args=args, kwargs=kwargs)
+    started = time.perf_counter()
+    run: Run
+    try:
+        try:
+            value = task(*args, **kwargs)
+        except Retry:
+            raise
+        except task.autoretry_for as exc:  # type: ignore[misc]
+            retry_kwargs = {k: v for k, v in task.retry_kwargs.items() if k != "countdown"}
+            task.retry(exc=exc, countdown=task.countdown_for_retry(request.retries),
+                       **retry_kwargs)
+            raise AssertionError("unreachable") from exc  # retry() always raises
+        run = Run(states.SUCCESS, value=value)
+    except Retry as retry:
+        now = timezone.now()
+        when = retry.when
+        eta = when if isinstance(when, dt.datetime) else now + dt.timedelta(seconds=when or 0)
+        cause = retry.exc if retry.exc is not None else retry
+        run = Run(states.RETRY, exc=cause, traceback=_format(cause), retry_eta=eta,
+                  retry_args=getattr(retry, "args_override", None),
+                  retry_kwargs=getattr(retry, "kwargs_override", None))
+        signals.task_retry.send(sender=task, request=request, reason=cause, einfo=run.traceback)
+    except BaseException as exc:  # noqa: BLE001 - a task may raise anything, even SystemExit
+        run = Run(states.FAILURE, exc=exc, traceback=_format(exc))
+        signals.task_failure.send(sender=task, task_id=request.id, exception=exc, args=args,
+                                  kwargs=kwargs, traceback=exc.__traceback__,
+                                  einfo=run.traceback)
+    finally:
+        current_request.reset(token)
+    run.runtime = time.perf_counter() - started
+    if run.state == states.SUCCESS:
+        signals.task_success.send(sender=task, result=run.value)
+    signals.task_postrun.send(sender=task, task_id=request.id, task=task, args=args,
+                              kwargs=kwargs, retval=run.value if run.exc is None else run.exc,
+                              state=run.state)
+    return run
+
+
+def _format(exc: BaseException) -> str:
+    return "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def run_eagerly(task: Task, task_id: str, args: list[Any], kwargs: dict[str, Any]) -> EagerResult:
+    """Run ``task`` in this process, retrying at once as a worker would later."""
+    retries = 0
+    while True:
+        request = Request(id=task_id, task=task.name, args=args, kwargs=kwargs,
+                          retries=retries, attempt=retries + 1, is_eager=True,
+                          called_directly=False, hostname="eager")
+        run = _run(task, request)
+        if run.state != states.RETRY:
+            break
+        retries += 1
+        if run.retry_args is not None:
+            args = list(run.retry_args)
+        if run.retry_kwargs is not None:
+            kwargs = dict(run.retry_kwargs)
+    value = run.exc if run.state == states.FAILURE else run.value
+    return EagerResult(task_id, value, run.state, run.traceback or None, task.name, retries)
+
+
+def execute(claimed: Claimed, hostname: str) -> Outcome:
+    """Run a claimed task in this process and return its outcome.
+
+    Never raises for anything the row or the task does: a name that is not
+    registered, a payload that does not decode, a result that does not
+    encode all become a FAILURE outcome saying why.
+    """
+    try:
+        outcome = _execute(claimed, hostname)
+        outcome.task_name = claimed.name
+        return outcome
+    finally:
+        _drop_broken_connections()
+
+
+def _execute(claimed: Claimed, hostname: str) -> Outcome:
+    def failure(exc_type: str, message: str, trace: str = "",
+                runtime: float | None = None) -> Outcome:
+        return Outcome(claimed.id, claimed.attempt, states.FAILURE, timezone.now(),
+                       runtime=runtime, exc_type=exc_type, exc_message=message,
+                       traceback=trace)
+
+    try:
+        task = registry.get(claimed.name)
+    except NotRegistered as exc:
+        # Only names in the registry ever run: a row cannot name arbitrary code.
+        return failure("djtasks.exceptions.NotRegistered", str(exc))
+    try:
+        args, kwargs = serialization.decode_arguments(claimed.content_type, claimed.payload)
+    except DecodeError as exc:
+        return failure(type_name(exc), f"cannot decode the arguments: {exc}")
+    request = Request(
+        id=claimed.id, task=task.name, args=args, kwargs=kwargs, retries=claimed.retries,
+        attempt=claimed.attempt, queue=claimed.queue, priority=claimed.priority,
+        headers=claimed.headers, hostname=hostname, called_directly=False,
+        ignore_result=claimed.ignore_result, parent_id=claimed.parent_id,
+        root_id=claimed.root_id, group_id=claimed.group_id,
+    )
+    run = _run(task, request)
+    done = timezone.now()
+    if run.state == states.SUCCESS:
+        if claimed.ignore_result or task.ignore_result:
+            return Outcome(claimed.id, claimed.attempt, states.SUCCESS, done, run.runtime)
+        try:
+            content_type, text = serialization.encode(run.value, settings.RESULT_SERIALIZER)
+        except Exception as exc:
+            return failure(type_name(exc), f"the return value cannot be stored: {exc}",
+                           runtime=run.runtime)
+        return Outcome(claimed.id, claimed.attempt, states.SUCCESS, done, run.runtime,
+                       result=text, result_content_type=content_type)
+    exc = run.exc
+    assert exc is not None
+    if run.state == states.RETRY:
+        new_payload = None
+        if run.retry_args is not None or run.retry_kwargs is not None:
+            try:
+                _, new_payload = serialization.encode_arguments(
+                    task.name, run.retry_args if run.retry_args is not None else args,
+                    run.retry_kwargs if run.retry_kwargs is not None else kwargs,
+                    task.serializer or settings.TASK_SERIALIZER)
+            except Exception as enc_exc:
+                return failure(type_name(enc_exc), f"retry arguments cannot be stored: {enc_exc}",
+                               runtime=run.runtime)
+        return Outcome(claimed.id, claimed.attempt, states.RETRY, done, run.runtime,
+                       exc_type=type_name(exc), exc_message=_message(exc),
+                       traceback=run.traceback, retry_eta=run.retry_eta,
+                       new_payload=new_payload)
+    if isinstance(exc, Reject):
+        logger.info("task %s[%s] rejected itself: %s", task.name, claimed.id, exc)
+    return Outcome(claimed.id, claimed.attempt, states.FAILURE, done, run.runtime,
+                   exc_type=type_name(exc), exc_message=_message(exc), traceback=run.traceback)
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return repr(exc)
+
+
+def _drop_broken_connections() -> None:
+    # Keep connections for the whole life of the worker (reconnecting per task
+    # costs several times the throughput), but drop one a task broke so the
+    # next task gets a fresh one.
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None or conn.in_atomic_block:
+            continue
+        if not conn.get_autocommit():
+            # A task left a transaction open: never let it leak into the next task.
+            conn.rollback()
+            conn.set_autocommit(True)
+        if conn.errors_occurred:
+            if conn.is_usable():
+                conn.errors_occurred = False
+            else:
+                conn.close()

@@ -1,0 +1,85 @@
+"""Wake-ups for idle workers: PostgreSQL LISTEN on its own connection.
+
+``queue.enqueue`` sends ``NOTIFY djtasks, '<queue>'`` in the enqueueing
+transaction, so a worker sleeping on this socket wakes the moment the task
+is committed. Polling stays as the fallback (ETAs, retries, a lost
+connection), and SQLite only polls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from .. import queue
+from ..conf import settings
+
+logger = logging.getLogger("djtasks.worker")
+
+
+class Listener:
+    """A LISTEN connection; :meth:`waitables` to sleep on, :meth:`drain` after waking."""
+
+    def __init__(self, queues: Sequence[str]) -> None:
+        self.queues = set(queues)
+        self.conn: Any = None
+
+    @classmethod
+    def for_worker(cls, queues: Sequence[str]) -> Listener | None:
+        if not queue.is_postgres():
+            logger.info("SQLite: workers poll every %ss (no LISTEN/NOTIFY)",
+                        settings.POLL_INTERVAL)
+            return None
+        listener = cls(queues)
+        listener.connect()
+        return listener
+
+    def connect(self) -> None:
+        try:
+            url = settings.LISTEN_DATABASE_URL
+            if url:
+                import psycopg
+
+                self.conn = psycopg.connect(url, autocommit=True)
+            else:
+                django_conn = queue.connection()
+                self.conn = django_conn.get_new_connection(django_conn.get_connection_params())
+                self.conn.autocommit = True
+            self.conn.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
+        except Exception as exc:
+            logger.warning("LISTEN connection failed (%s); polling until it is back", exc)
+            self.close()
+
+    def waitables(self) -> list[Any]:
+        if self.conn is None or self.conn.closed:
+            return []
+        return [self.conn.fileno()]
+
+    def drain(self) -> bool:
+        """Read pending notifications; return whether one was for our queues."""
+        if self.conn is None:
+            self.connect()
+            return False
+        mine = False
+        try:
+            pgconn = self.conn.pgconn
+            pgconn.consume_input()
+            while (n := pgconn.notifies()) is not None:
+                mine = mine or n.extra.decode() in self.queues
+        except Exception as exc:
+            logger.warning("LISTEN connection lost (%s); reconnecting", exc)
+            self.reset()
+        return mine
+
+    def reset(self) -> None:
+        self.close()
+        self.connect()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                logger.debug("closing the LISTEN connection failed", exc_info=True)
+        self.conn = None

@@ -1,0 +1,326 @@
+"""Execution pools: where claimed tasks run.
+
+Every pool has the same small interface for the consumer loop: ``free()``
+slots, ``submit()`` a task, ``waitables()`` to sleep on, ``collect()``
+finished outcomes, and ``stop()``. Only the consumer writes to the queue
+tables; pools just run tasks and hand back outcomes.
+
+- ``prefork``: child processes (forked, so they start fast and share the
+  loaded code). A child that dies, or overruns its hard time limit, is
+  replaced and its task ends FAILURE saying why.
+- ``threads``: threads in the worker process (soft time limits only).
+- ``solo``: runs each task inline in the worker process; for debugging.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue as stdqueue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from django.db import connections
+from django.utils import timezone
+
+from .. import states
+from ..exceptions import SoftTimeLimitExceeded
+from ..queue import Claimed, Outcome
+from .executor import execute
+
+logger = logging.getLogger("djtasks.worker")
+
+
+@dataclass
+class Job:
+    """A task handed to a pool, with the limits it runs under."""
+
+    claimed: Claimed
+    soft_time_limit: float | None = None
+    time_limit: float | None = None
+
+
+def lost(claimed: Claimed, exc_type: str, message: str) -> Outcome:
+    return Outcome(claimed.id, claimed.attempt, states.FAILURE, timezone.now(),
+                   exc_type=exc_type, exc_message=message, task_name=claimed.name)
+
+
+class Pool:
+    name = "?"
+
+    def __init__(self, concurrency: int, hostname: str) -> None:
+        self.concurrency = concurrency
+        self.hostname = hostname
+
+    def start(self) -> None: ...
+    def free(self) -> int: raise NotImplementedError
+    def submit(self, job: Job) -> None: raise NotImplementedError
+    def waitables(self) -> list[Any]: return []
+    def collect(self) -> list[Outcome]: raise NotImplementedError
+    def running(self) -> list[Job]: raise NotImplementedError
+    def check_limits(self) -> list[Outcome]: return []
+    def stop(self, cold: bool = False) -> list[Job]:
+        """Stop the pool; return the jobs still running that were cut off (cold)."""
+        return []
+
+
+# -- solo ------------------------------------------------------------------------
+
+class SoloPool(Pool):
+    name = "solo"
+
+    def __init__(self, concurrency: int, hostname: str) -> None:
+        super().__init__(1, hostname)
+        self._done: list[Outcome] = []
+
+    def free(self) -> int:
+        return 1
+
+    def submit(self, job: Job) -> None:
+        self._done.append(execute(job.claimed, self.hostname))
+
+    def collect(self) -> list[Outcome]:
+        done, self._done = self._done, []
+        return done
+
+    def running(self) -> list[Job]:
+        return []
+
+
+# -- threads -------------------------------------------------------------------
+
+class ThreadPool(Pool):
+    name = "threads"
+
+    def __init__(self, concurrency: int, hostname: str) -> None:
+        super().__init__(concurrency, hostname)
+        self._inbox: stdqueue.SimpleQueue[Job | None] = stdqueue.SimpleQueue()
+        self._done: list[Outcome] = []
+        self._lock = threading.Lock()
+        self._busy: dict[str, Job] = {}
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for i in range(self.concurrency):
+            t = threading.Thread(target=self._loop, name=f"djtasks-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _loop(self) -> None:
+        while True:
+            job = self._inbox.get()
+            if job is None:
+                break
+            outcome = execute(job.claimed, self.hostname)
+            with self._lock:
+                self._done.append(outcome)
+                self._busy.pop(job.claimed.id, None)
+            os.write(self._wake_w, b"x")
+        connections.close_all()
+
+    def free(self) -> int:
+        with self._lock:
+            return self.concurrency - len(self._busy)
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            self._busy[job.claimed.id] = job
+        self._inbox.put(job)
+
+    def waitables(self) -> list[Any]:
+        return [self._wake_r]
+
+    def collect(self) -> list[Outcome]:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        with self._lock:
+            done, self._done = self._done, []
+        return done
+
+    def running(self) -> list[Job]:
+        with self._lock:
+            return list(self._busy.values())
+
+    def stop(self, cold: bool = False) -> list[Job]:
+        for _ in self._threads:
+            self._inbox.put(None)
+        if cold:
+            # Threads cannot be killed: report what is still running as cut off.
+            return self.running()
+        for t in self._threads:
+            t.join()
+        return []
+
+
+# -- prefork -------------------------------------------------------------------
+
+# Connections inherited from the parent at fork. Kept referenced so the child
+# never finalises them: closing one would end the parent's session too.
+_inherited: list[Any] = []
+
+
+def _child_setup() -> None:
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None:
+            _inherited.append(conn.connection)
+            conn.connection = None
+
+
+def _on_soft_limit(signum: int, frame: Any) -> None:
+    raise SoftTimeLimitExceeded("soft time limit exceeded")
+
+
+def _child_main(pipe: Connection, hostname: str, max_tasks: int | None) -> None:
+    _child_setup()
+    signal.signal(signal.SIGALRM, _on_soft_limit)
+    done = 0
+    while True:
+        try:
+            job = pipe.recv()
+        except (EOFError, OSError):
+            break
+        if job is None:
+            break
+        if job.soft_time_limit:
+            signal.setitimer(signal.ITIMER_REAL, job.soft_time_limit)
+        try:
+            outcome = execute(job.claimed, hostname)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        pipe.send(outcome)
+        done += 1
+        if max_tasks and done >= max_tasks:
+            break
+    connections.close_all()
+
+
+@dataclass
+class _Child:
+    process: Any
+    pipe: Connection
+    job: Job | None = None
+    started: float = 0.0
+
+
+class PreforkPool(Pool):
+    name = "prefork"
+
+    def __init__(self, concurrency: int, hostname: str,
+                 max_tasks_per_child: int | None = None) -> None:
+        super().__init__(concurrency, hostname)
+        self.max_tasks_per_child = max_tasks_per_child
+        self._ctx = multiprocessing.get_context("fork")
+        self._children: list[_Child] = []
+        self._done: list[Outcome] = []
+
+    def start(self) -> None:
+        for _ in range(self.concurrency):
+            self._children.append(self._spawn())
+
+    def _spawn(self) -> _Child:
+        parent_end, child_end = self._ctx.Pipe()
+        process = self._ctx.Process(
+            target=_child_main, args=(child_end, self.hostname, self.max_tasks_per_child),
+            name="djtasks-child", daemon=True)
+        process.start()
+        child_end.close()
+        return _Child(process, parent_end)
+
+    def free(self) -> int:
+        return sum(1 for c in self._children if c.job is None and c.process.is_alive())
+
+    def submit(self, job: Job) -> None:
+        for child in self._children:
+            if child.job is None and child.process.is_alive():
+                child.job = job
+                child.started = time.monotonic()
+                child.pipe.send(job)
+                return
+        raise RuntimeError("no free child")  # the consumer checks free() first
+
+    def waitables(self) -> list[Any]:
+        return [c.pipe for c in self._children] + [c.process.sentinel for c in self._children]
+
+    def collect(self) -> list[Outcome]:
+        done, self._done = self._done, []
+        for i, child in enumerate(self._children):
+            while child.pipe.poll():
+                try:
+                    done.append(child.pipe.recv())
+                except (EOFError, OSError):
+                    break
+                child.job = None
+            if not child.process.is_alive():
+                self._children[i] = self._replace(child, done)
+        return done
+
+    def _replace(self, child: _Child, done: list[Outcome]) -> _Child:
+        child.process.join()
+        code = child.process.exitcode
+        if child.job is not None:
+            how = (f"signal {signal.Signals(-code).name}" if code is not None and code < 0
+                   else f"exit code {code}")
+            logger.error("child process %s died (%s) while running %s[%s]",
+                         child.process.pid, how, child.job.claimed.name, child.job.claimed.id)
+            done.append(lost(child.job.claimed, "djtasks.exceptions.WorkerLostError",
+                             f"the worker's child process died ({how}) while running "
+                             "this task"))
+        child.pipe.close()
+        return self._spawn()
+
+    def running(self) -> list[Job]:
+        return [c.job for c in self._children if c.job is not None]
+
+    def check_limits(self) -> list[Outcome]:
+        """Kill children past their task's hard time limit; their tasks fail."""
+        now = time.monotonic()
+        out: list[Outcome] = []
+        for i, child in enumerate(self._children):
+            job = child.job
+            if job is None or not job.time_limit or now - child.started < job.time_limit:
+                continue
+            logger.error("task %s[%s] exceeded its time limit of %ss; killing child %s",
+                         job.claimed.name, job.claimed.id, job.time_limit, child.process.pid)
+            child.process.kill()
+            child.job = None
+            out.append(lost(job.claimed, "djtasks.exceptions.TimeLimitExceeded",
+                            f"hard time limit ({job.time_limit}s) exceeded"))
+            self._children[i] = self._replace(child, out)
+        return out
+
+    def stop(self, cold: bool = False) -> list[Job]:
+        cut = [c.job for c in self._children if c.job is not None] if cold else []
+        for child in self._children:
+            if cold:
+                child.process.kill()
+            else:
+                try:
+                    child.pipe.send(None)
+                except OSError:
+                    pass
+        for child in self._children:
+            child.process.join(timeout=None if not cold else 5)
+            child.pipe.close()
+        self._children = []
+        return [j for j in cut if j is not None]
+
+
+POOLS: dict[str, Callable[..., Pool]] = {
+    "prefork": PreforkPool,
+    "threads": ThreadPool,
+    "solo": SoloPool,
+}
