@@ -1,0 +1,1 @@
+"""Admin for periodic schedules (filled by the beat work)."""

@@ -1,0 +1,1 @@
+"""Admin for task rows and workers (filled by the admin work)."""
