@@ -53,6 +53,16 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+def _hashable(value: Any) -> Any:
+    # Set members were hashable when encoded, but JSON brings tuples back as
+    # lists and frozensets as sets: turn them back into hashable forms.
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, set):
+        return frozenset(value)
+    return value
+
+
 _JSON_DECODERS: dict[str, Callable[[Any], Any]] = {
     "datetime": dt.datetime.fromisoformat,
     "date": dt.date.fromisoformat,
@@ -61,7 +71,7 @@ _JSON_DECODERS: dict[str, Callable[[Any], Any]] = {
     "decimal": decimal.Decimal,
     "uuid": uuid.UUID,
     "bytes": lambda v: base64.b64decode(v),
-    "set": set,
+    "set": lambda v: {_hashable(item) for item in v},
 }
 
 
