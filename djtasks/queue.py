@@ -247,19 +247,27 @@ def claim(worker: str, queues: Sequence[str], limit: int, now: dt.datetime,
     set_sql = ("state = 'RECEIVED', worker = %s, received_at = %s, lease_expires = %s, "
                "attempt = {t}.attempt + 1")
     if is_postgres(conn):
+        # Per queue, an ordered scan of the ready index that stops after
+        # ``limit`` unlocked rows (``queue = ANY(...)`` would read the whole
+        # backlog and sort it); then the best ``limit`` across queues.
         sql = f"""
             WITH ready AS (
-                SELECT id FROM {_T}
-                WHERE state IN {_WAITING} AND queue = ANY(%s) AND eta <= %s
-                ORDER BY priority DESC, eta, id
+                SELECT r.id FROM unnest(%s::varchar[]) AS q(name)
+                CROSS JOIN LATERAL (
+                    SELECT id, priority, eta FROM {_T}
+                    WHERE state IN {_WAITING} AND queue = q.name AND eta <= %s
+                    ORDER BY priority DESC, eta, id
+                    LIMIT %s
+                    FOR UPDATE SKIP LOCKED
+                ) AS r
+                ORDER BY r.priority DESC, r.eta, r.id
                 LIMIT %s
-                FOR UPDATE SKIP LOCKED
             )
             UPDATE {_T} SET {set_sql.format(t=_T)}
             FROM ready WHERE {_T}.id = ready.id
             RETURNING {", ".join(f"{_T}.{c.strip()}" for c in _RETURNING.split(","))}
         """
-        params = [list(queues), now, limit, worker, now, lease]
+        params = [list(queues), now, limit, limit, worker, now, lease]
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
@@ -308,15 +316,86 @@ def _claimed(conn: BaseDatabaseWrapper, row: Sequence[Any], now: dt.datetime,
 def start(worker: str, claimed: Sequence[Claimed], now: dt.datetime) -> set[str]:
     """Mark claimed rows STARTED; return the ids that were (a row revoked since
     its claim is not started and must not run)."""
+    return settle([], worker, claimed, now)
+
+
+def _start(cursor: Any, conn: BaseDatabaseWrapper, worker: str, claimed: Sequence[Claimed],
+           now: dt.datetime) -> set[str]:
     if not claimed:
         return set()
-    conn = connection()
     in_sql, in_params = _in_list(conn, [c.db_id for c in claimed])
-    sql = (f"UPDATE {_T} SET state = 'STARTED', started_at = %s "
-           f"WHERE id {in_sql} AND worker = %s AND state = 'RECEIVED' RETURNING id")
+    cursor.execute(
+        f"UPDATE {_T} SET state = 'STARTED', started_at = %s "
+        f"WHERE id {in_sql} AND worker = %s AND state = 'RECEIVED' RETURNING id",
+        [_dt(conn, now), *in_params, worker])
+    return {_uuid_str(row[0]) or "" for row in cursor.fetchall()}
+
+
+def settle(outcomes: Sequence[Outcome], worker: str, to_start: Sequence[Claimed],
+           now: dt.datetime) -> set[str]:
+    """The worker's turn: write finished outcomes and mark the next tasks
+    STARTED, atomically. Returns the ids that may run (see :func:`start`).
+
+    On PostgreSQL it is one statement (one round trip, one commit); on SQLite
+    one ``BEGIN IMMEDIATE`` transaction.
+    """
+    if not outcomes and not to_start:
+        return set()
+    conn = connection()
+    if is_postgres(conn):
+        return _settle_postgres(conn, outcomes, worker, to_start, now)
     with _write_transaction(conn) as cursor:
-        cursor.execute(sql, [_dt(conn, now), *in_params, worker])
-        return {_uuid_str(row[0]) or "" for row in cursor.fetchall()}
+        _complete(cursor, conn, outcomes)
+        return _start(cursor, conn, worker, to_start, now)
+
+
+_FINAL_COLUMNS = (
+    ("id", "uuid"), ("attempt", "int"), ("state", "varchar"), ("result", "text"),
+    ("result_content_type", "varchar"), ("exc_type", "varchar"), ("exc_message", "text"),
+    ("traceback", "text"), ("runtime", "float8"), ("done_at", "timestamptz"),
+)
+_FINAL_ROW = "(" + ", ".join(f"%s::{t}" for _, t in _FINAL_COLUMNS) + ")"
+
+
+def _settle_postgres(conn: BaseDatabaseWrapper, outcomes: Sequence[Outcome], worker: str,
+                     to_start: Sequence[Claimed], now: dt.datetime) -> set[str]:
+    finals = [o for o in outcomes if o.state != states.RETRY]
+    retries = [o for o in outcomes if o.state == states.RETRY]
+    parts: list[str] = []
+    params: list[Any] = []
+    if finals:
+        # Every finished task of the turn in one UPDATE … FROM (VALUES …),
+        # fenced by attempt like complete().
+        parts.append(
+            f"v({', '.join(c for c, _ in _FINAL_COLUMNS)}) AS (VALUES "
+            + ", ".join([_FINAL_ROW] * len(finals)) + ")")
+        for o in finals:
+            params.extend((uuid.UUID(o.task_id), o.attempt, o.state, o.result,
+                           o.result_content_type, o.exc_type, o.exc_message, o.traceback,
+                           o.runtime, o.done_at))
+        parts.append(
+            f"done AS (UPDATE {_T} AS t SET state = v.state, result = v.result, "
+            "result_content_type = v.result_content_type, exc_type = v.exc_type, "
+            "exc_message = v.exc_message, traceback = v.traceback, runtime = v.runtime, "
+            "done_at = v.done_at, started_at = COALESCE(t.started_at, v.done_at), "
+            "lease_expires = NULL, custom_state = '' "
+            f"FROM v WHERE t.id = v.id AND t.attempt = v.attempt AND t.state IN {_HELD} "
+            "RETURNING 1)")
+    select = "SELECT NULL WHERE false"
+    if to_start:
+        # Disjoint from the rows above: those are STARTED, these RECEIVED.
+        parts.append(
+            f"started AS (UPDATE {_T} SET state = 'STARTED', started_at = %s "
+            "WHERE id = ANY(%s) AND worker = %s AND state = 'RECEIVED' RETURNING id)")
+        params.extend((now, [c.db_id for c in to_start], worker))
+        select = "SELECT id FROM started"
+    with conn.cursor() as cursor:
+        if retries:
+            _complete(cursor, conn, retries)
+        if parts:
+            cursor.execute("WITH " + ", ".join(parts) + " " + select, params)
+            return {str(row[0]) for row in cursor.fetchall()}
+    return set()
 
 
 def release(worker: str, claimed: Sequence[Claimed]) -> int:
@@ -348,15 +427,21 @@ def requeue_running(worker: str, claimed: Sequence[Claimed]) -> int:
 
 # -- outcomes -------------------------------------------------------------------
 
-def complete(outcomes: Iterable[Outcome]) -> None:
+def complete(outcomes: Sequence[Outcome]) -> None:
     """Write many outcomes in one transaction.
 
     Each write is fenced by the attempt number: a worker whose lease ran out
     and whose task was claimed again elsewhere cannot overwrite the newer run.
     """
+    if outcomes:
+        conn = connection()
+        with _write_transaction(conn) as cursor:
+            _complete(cursor, conn, outcomes)
+
+
+def _complete(cursor: Any, conn: BaseDatabaseWrapper, outcomes: Iterable[Outcome]) -> None:
     finals: list[list[Any]] = []
     retries: list[list[Any]] = []
-    conn = connection()
     for o in outcomes:
         db_id = _db_id(conn, o.task_id)
         if o.state == states.RETRY:
@@ -370,27 +455,27 @@ def complete(outcomes: Iterable[Outcome]) -> None:
                 o.traceback, o.runtime, _dt(conn, o.done_at), _dt(conn, o.done_at),
                 db_id, o.attempt,
             ])
-    if not finals and not retries:
-        return
-    with _write_transaction(conn) as cursor:
-        if finals:
-            cursor.executemany(
-                f"UPDATE {_T} SET state = %s, result = %s, result_content_type = %s, "
-                "exc_type = %s, exc_message = %s, traceback = %s, runtime = %s, "
-                "done_at = %s, started_at = COALESCE(started_at, %s), "
-                "lease_expires = NULL, custom_state = '' "
-                f"WHERE id = %s AND attempt = %s AND state IN {_HELD}",
-                finals,
-            )
-        if retries:
-            cursor.executemany(
-                f"UPDATE {_T} SET state = 'RETRY', eta = %s, retries = retries + 1, "
-                "exc_type = %s, exc_message = %s, traceback = %s, runtime = %s, "
-                "payload = COALESCE(%s, payload), worker = '', lease_expires = NULL, "
-                "custom_state = '' "
-                f"WHERE id = %s AND attempt = %s AND state IN {_HELD}",
-                retries,
-            )
+    if finals:
+        _execute_many(cursor, (
+            f"UPDATE {_T} SET state = %s, result = %s, result_content_type = %s, "
+            "exc_type = %s, exc_message = %s, traceback = %s, runtime = %s, "
+            "done_at = %s, started_at = COALESCE(started_at, %s), "
+            "lease_expires = NULL, custom_state = '' "
+            f"WHERE id = %s AND attempt = %s AND state IN {_HELD}"), finals)
+    if retries:
+        _execute_many(cursor, (
+            f"UPDATE {_T} SET state = 'RETRY', eta = %s, retries = retries + 1, "
+            "exc_type = %s, exc_message = %s, traceback = %s, runtime = %s, "
+            "payload = COALESCE(%s, payload), worker = '', lease_expires = NULL, "
+            "custom_state = '' "
+            f"WHERE id = %s AND attempt = %s AND state IN {_HELD}"), retries)
+
+
+def _execute_many(cursor: Any, sql: str, rows: list[list[Any]]) -> None:
+    if len(rows) == 1:
+        cursor.execute(sql, rows[0])
+    else:
+        cursor.executemany(sql, rows)
 
 
 def set_progress(task_id: str, custom_state: str, content_type: str, meta: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import inspect
 import numbers
 import random
@@ -291,11 +292,17 @@ class Task(Generic[P, R]):
         self._check_signature(args, kwargs)
         return list(args), kwargs
 
+    @functools.cached_property
+    def _signature(self) -> inspect.Signature | None:
+        try:
+            return inspect.signature(self.run)
+        except (TypeError, ValueError):
+            return None
+
     def _check_signature(self, args: Any, kwargs: dict[str, Any]) -> None:
         # A call the function could never accept is an error here, not in the worker.
-        try:
-            sig = inspect.signature(self.run)
-        except (TypeError, ValueError):
+        sig = self._signature
+        if sig is None:
             return
         try:
             if self.bind:

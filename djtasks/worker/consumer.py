@@ -106,36 +106,48 @@ class Worker:
             self._shutdown()
 
     def step(self) -> None:
-        """One turn: record outcomes, do side duties, claim, dispatch, then wait."""
-        self.record(self.pool.collect() + self.pool.check_limits())
+        """One turn: collect outcomes, claim, then in one transaction record the
+        outcomes and start the next tasks; hand those to the pool; wait."""
+        outcomes = self.pool.collect() + self.pool.check_limits()
+        self._requeue_unstarted()
         self.side_duties()
+        to_start: list[queue.Claimed] = []
         if not self.stopping:
             self.claim()
-            self.dispatch()
+            to_start = self._take_startable()
+        self.settle(outcomes, to_start)
+        if not self.stopping:
             self._check_stop_conditions()
         self.wait()
 
-    def record(self, outcomes: list[queue.Outcome]) -> None:
-        """Write outcomes (with any that failed to write earlier) in one batch."""
+    def settle(self, outcomes: list[queue.Outcome], to_start: list[queue.Claimed]) -> None:
+        """Write outcomes (with any that failed to write earlier) and mark
+        ``to_start`` STARTED in one transaction, then hand those to the pool."""
         self.pending.extend(outcomes)
-        if not self.pending:
-            return
         batch, self.pending = self.pending, []
         try:
-            queue.complete(batch)
+            started = queue.settle(batch, self.name, to_start, self.now())
         except BaseException:
             self.pending = batch + self.pending  # written once the database is back
+            self.buffer.extendleft(reversed(to_start))  # still RECEIVED: rolled back
             raise
         self.processed += len(batch)
         for o in batch:
             _log_outcome(o)
+        for c in to_start:
+            if c.id in started:
+                self.pool.submit(self._job(c))
+            else:
+                logger.info("%s[%s] was revoked before it started", c.name, c.id)
+
+    record = settle
 
     def claim(self) -> None:
         running = len(self.pool.running())
         want = self.options.concurrency * self.options.prefetch_multiplier
         # Refill only when the buffer can no longer feed every slot, so claims
         # come in batches rather than one row at a time.
-        if len(self.buffer) >= self.options.concurrency:
+        if len(self.buffer) >= self.pool.free():
             return
         limit = want - len(self.buffer) - running
         if limit <= 0:
@@ -144,31 +156,31 @@ class Worker:
                               self.options.lease_seconds)
         self._queues_empty = len(claimed) < limit
         for c in claimed:
-            if registry.__contains__(c.name):
+            if c.name in registry:
                 signals.task_received.send(sender=registry.get(c.name), request=c)
         self.buffer.extend(claimed)
 
-    def dispatch(self) -> None:
-        """Hand buffered tasks to free pool slots (revoking any that expired)."""
+    def _take_startable(self) -> list[queue.Claimed]:
+        """Take as many buffered tasks as the pool has room for (revoking expired ones)."""
         free = self.pool.free()
-        while free > 0 and self.buffer:
-            batch = [self.buffer.popleft() for _ in range(min(free, len(self.buffer)))]
-            expired = [c for c in batch if c.expired]
-            runnable = [c for c in batch if not c.expired]
-            for c in expired:
+        batch: list[queue.Claimed] = []
+        while free > len(batch) and self.buffer:
+            c = self.buffer.popleft()
+            if c.expired:
                 self._revoke_expired(c)
-            started = queue.start(self.name, runnable, self.now())
-            for c in runnable:
-                if c.id in started:
-                    self.pool.submit(self._job(c))
-                    free -= 1
-                else:
-                    logger.info("task %s[%s] was revoked before it started", c.name, c.id)
+            else:
+                batch.append(c)
+        return batch
+
+    def _requeue_unstarted(self) -> None:
+        take = getattr(self.pool, "take_unstarted", None)
+        jobs = take() if take else []
+        if jobs:
+            n = queue.requeue_running(self.name, [j.claimed for j in jobs])
+            logger.warning("re-queued %d task(s) a lost child never started", n)
 
     def wait(self) -> None:
         """Sleep until something can be done: an outcome, a wake-up, a signal, a poll."""
-        if self.pending:
-            return
         if self.buffer and self.pool.free() > 0 and not self.stopping:
             return
         if not self.stopping and self.pool.free() > 0 and not self._queues_empty:
@@ -274,7 +286,7 @@ class Worker:
             ready = wait_for([self._signal_r], timeout=max(0.0, deadline - time.monotonic()))
             if ready:
                 self._read_signals()
-            self.pending.extend(self.pool.collect())
+            self.pending.extend(self.pool.collect() + self.pool.check_limits())
 
     # -- signals and shutdown --------------------------------------------------
 
@@ -329,17 +341,18 @@ class Worker:
         if self._renewer is not None:
             self._renewer.set()
         self._release_buffer()
-        cut = self.pool.stop(cold=self.cold)
-        outcomes = self.pool.collect() if not self.cold else []
+        cut, unstarted = self.pool.stop(cold=self.cold)
+        outcomes = []
         for job in cut:
             if job.claimed.acks_late:
-                continue  # its lease will expire and the task run again
+                unstarted.append(job)  # acks_late: run it again elsewhere
+                continue
             outcomes.append(lost(job.claimed, queue.WORKER_LOST,
                                  f"worker {self.name} was stopped (cold shutdown) while "
                                  "running this task"))
         try:
-            self.record(outcomes)
-            queue.requeue_running(self.name, [j.claimed for j in cut if j.claimed.acks_late])
+            self.settle(outcomes, [])
+            queue.requeue_running(self.name, [j.claimed for j in unstarted])
             queue.worker_stopped(self.name, self.now(), self.processed)
         except _DB_ERRORS as exc:
             logger.error("could not record the final outcomes (%s); leases will recover "

@@ -22,7 +22,8 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -65,9 +66,15 @@ class Pool:
     def collect(self) -> list[Outcome]: raise NotImplementedError
     def running(self) -> list[Job]: raise NotImplementedError
     def check_limits(self) -> list[Outcome]: return []
-    def stop(self, cold: bool = False) -> list[Job]:
-        """Stop the pool; return the jobs still running that were cut off (cold)."""
-        return []
+    def stop(self, cold: bool = False) -> tuple[list[Job], list[Job]]:
+        """Stop the pool. Cold: return the jobs cut off while running, and the
+        jobs handed over that never started."""
+        return [], []
+
+
+# Each slot holds a running job plus this many waiting behind it, so a child
+# never idles while the worker writes outcomes and fetches the next tasks.
+DEPTH = 2
 
 
 # -- solo ------------------------------------------------------------------------
@@ -103,7 +110,9 @@ class ThreadPool(Pool):
         self._inbox: stdqueue.SimpleQueue[Job | None] = stdqueue.SimpleQueue()
         self._done: list[Outcome] = []
         self._lock = threading.Lock()
-        self._busy: dict[str, Job] = {}
+        self._jobs: dict[str, Job] = {}
+        self._started: set[str] = set()
+        self._stopping = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._threads: list[threading.Thread] = []
@@ -119,20 +128,25 @@ class ThreadPool(Pool):
             job = self._inbox.get()
             if job is None:
                 break
+            with self._lock:
+                if self._stopping:
+                    continue  # cold shutdown: leave it unstarted
+                self._started.add(job.claimed.id)
             outcome = execute(job.claimed, self.hostname)
             with self._lock:
                 self._done.append(outcome)
-                self._busy.pop(job.claimed.id, None)
+                self._jobs.pop(job.claimed.id, None)
+                self._started.discard(job.claimed.id)
             os.write(self._wake_w, b"x")
         connections.close_all()
 
     def free(self) -> int:
         with self._lock:
-            return self.concurrency - len(self._busy)
+            return self.concurrency * DEPTH - len(self._jobs)
 
     def submit(self, job: Job) -> None:
         with self._lock:
-            self._busy[job.claimed.id] = job
+            self._jobs[job.claimed.id] = job
         self._inbox.put(job)
 
     def waitables(self) -> list[Any]:
@@ -150,17 +164,23 @@ class ThreadPool(Pool):
 
     def running(self) -> list[Job]:
         with self._lock:
-            return list(self._busy.values())
+            return list(self._jobs.values())
 
-    def stop(self, cold: bool = False) -> list[Job]:
+    def stop(self, cold: bool = False) -> tuple[list[Job], list[Job]]:
+        if cold:
+            # Threads cannot be killed: report what runs as cut off, and make
+            # sure nothing waiting starts now.
+            with self._lock:
+                self._stopping = True
+                running = [j for i, j in self._jobs.items() if i in self._started]
+                waiting = [j for i, j in self._jobs.items() if i not in self._started]
         for _ in self._threads:
             self._inbox.put(None)
         if cold:
-            # Threads cannot be killed: report what is still running as cut off.
-            return self.running()
+            return running, waiting
         for t in self._threads:
             t.join()
-        return []
+        return [], []
 
 
 # -- prefork -------------------------------------------------------------------
@@ -170,7 +190,20 @@ class ThreadPool(Pool):
 _inherited: list[Any] = []
 
 
+def _die_with_parent() -> None:
+    # Linux: if the worker itself is killed (kill -9), its children die too
+    # instead of running what is left in their pipes with nobody to report to.
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _child_setup() -> None:
+    _die_with_parent()
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -212,8 +245,8 @@ def _child_main(pipe: Connection, hostname: str, max_tasks: int | None) -> None:
 class _Child:
     process: Any
     pipe: Connection
-    job: Job | None = None
-    started: float = 0.0
+    jobs: deque[Job] = field(default_factory=deque)  # jobs[0] runs, the rest wait
+    started: float = 0.0  # when jobs[0] started, as near as the parent can tell
 
 
 class PreforkPool(Pool):
@@ -225,7 +258,7 @@ class PreforkPool(Pool):
         self.max_tasks_per_child = max_tasks_per_child
         self._ctx = multiprocessing.get_context("fork")
         self._children: list[_Child] = []
-        self._done: list[Outcome] = []
+        self._unstarted: list[Job] = []  # handed to a child that died before running them
 
     def start(self) -> None:
         for _ in range(self.concurrency):
@@ -240,83 +273,116 @@ class PreforkPool(Pool):
         child_end.close()
         return _Child(process, parent_end)
 
+    def _depth(self) -> int:
+        # A child that will exit after its next tasks must not be handed more.
+        return 1 if self.max_tasks_per_child else DEPTH
+
     def free(self) -> int:
-        return sum(1 for c in self._children if c.job is None and c.process.is_alive())
+        depth = self._depth()
+        return sum(depth - len(c.jobs) for c in self._children if c.process.is_alive())
 
     def submit(self, job: Job) -> None:
-        for child in self._children:
-            if child.job is None and child.process.is_alive():
-                child.job = job
-                child.started = time.monotonic()
-                child.pipe.send(job)
-                return
-        raise RuntimeError("no free child")  # the consumer checks free() first
+        depth = self._depth()
+        child = min((c for c in self._children if c.process.is_alive() and len(c.jobs) < depth),
+                    key=lambda c: len(c.jobs), default=None)
+        if child is None:
+            raise RuntimeError("no free child")  # the consumer checks free() first
+        if not child.jobs:
+            child.started = time.monotonic()
+        child.jobs.append(job)
+        try:
+            child.pipe.send(job)
+        except OSError:
+            pass  # the child died; collect() reports it and re-queues what never started
 
     def waitables(self) -> list[Any]:
         return [c.pipe for c in self._children] + [c.process.sentinel for c in self._children]
 
     def collect(self) -> list[Outcome]:
-        done, self._done = self._done, []
+        done: list[Outcome] = []
         for i, child in enumerate(self._children):
-            while child.pipe.poll():
+            while child.jobs and child.pipe.poll():
                 try:
                     done.append(child.pipe.recv())
                 except (EOFError, OSError):
                     break
-                child.job = None
+                child.jobs.popleft()
+                child.started = time.monotonic()
             if not child.process.is_alive():
                 self._children[i] = self._replace(child, done)
         return done
 
-    def _replace(self, child: _Child, done: list[Outcome]) -> _Child:
+    def take_unstarted(self) -> list[Job]:
+        """Jobs given to children that died before starting them (to re-queue)."""
+        jobs, self._unstarted = self._unstarted, []
+        return jobs
+
+    def _replace(self, child: _Child, done: list[Outcome],
+                 reason: str | None = None) -> _Child:
         child.process.join()
         code = child.process.exitcode
-        if child.job is not None:
-            how = (f"signal {signal.Signals(-code).name}" if code is not None and code < 0
-                   else f"exit code {code}")
-            logger.error("child process %s died (%s) while running %s[%s]",
-                         child.process.pid, how, child.job.claimed.name, child.job.claimed.id)
-            done.append(lost(child.job.claimed, "djtasks.exceptions.WorkerLostError",
-                             f"the worker's child process died ({how}) while running "
-                             "this task"))
+        if child.jobs:
+            running = child.jobs.popleft()
+            if reason is None:
+                how = (f"signal {signal.Signals(-code).name}" if code is not None and code < 0
+                       else f"exit code {code}")
+                logger.error("child process %s died (%s) while running %s[%s]",
+                             child.process.pid, how, running.claimed.name, running.claimed.id)
+                done.append(lost(running.claimed, "djtasks.exceptions.WorkerLostError",
+                                 f"the worker's child process died ({how}) while running "
+                                 "this task"))
+            self._unstarted.extend(child.jobs)
         child.pipe.close()
         return self._spawn()
 
     def running(self) -> list[Job]:
-        return [c.job for c in self._children if c.job is not None]
+        return [j for c in self._children for j in c.jobs] + self._unstarted
 
     def check_limits(self) -> list[Outcome]:
         """Kill children past their task's hard time limit; their tasks fail."""
         now = time.monotonic()
         out: list[Outcome] = []
         for i, child in enumerate(self._children):
-            job = child.job
+            job = child.jobs[0] if child.jobs else None
             if job is None or not job.time_limit or now - child.started < job.time_limit:
+                continue
+            # Its outcome may have arrived just now: read before judging.
+            while child.jobs and child.pipe.poll():
+                try:
+                    out.append(child.pipe.recv())
+                except (EOFError, OSError):
+                    break
+                child.jobs.popleft()
+                child.started = now
+            if not child.jobs or child.jobs[0] is not job:
                 continue
             logger.error("task %s[%s] exceeded its time limit of %ss; killing child %s",
                          job.claimed.name, job.claimed.id, job.time_limit, child.process.pid)
             child.process.kill()
-            child.job = None
             out.append(lost(job.claimed, "djtasks.exceptions.TimeLimitExceeded",
                             f"hard time limit ({job.time_limit}s) exceeded"))
-            self._children[i] = self._replace(child, out)
+            self._children[i] = self._replace(child, out, reason="time limit")
         return out
 
-    def stop(self, cold: bool = False) -> list[Job]:
-        cut = [c.job for c in self._children if c.job is not None] if cold else []
+    def stop(self, cold: bool = False) -> tuple[list[Job], list[Job]]:
+        running: list[Job] = []
+        waiting: list[Job] = self.take_unstarted()
         for child in self._children:
             if cold:
                 child.process.kill()
+                if child.jobs:
+                    running.append(child.jobs[0])
+                    waiting.extend(list(child.jobs)[1:])
             else:
                 try:
                     child.pipe.send(None)
                 except OSError:
                     pass
         for child in self._children:
-            child.process.join(timeout=None if not cold else 5)
+            child.process.join()
             child.pipe.close()
         self._children = []
-        return [j for j in cut if j is not None]
+        return running, waiting
 
 
 POOLS: dict[str, Callable[..., Pool]] = {
