@@ -55,6 +55,14 @@ class TaskRecord(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     done_at = models.DateTimeField(null=True, blank=True)
 
+    # Worker-runtime options (issue: unique tasks, concurrency caps).
+    unique_key = models.CharField(max_length=255, null=True, blank=True,
+                                  help_text="at most one unfinished task per key")
+    unique_until = models.DateTimeField(null=True, blank=True,
+                                        help_text="the unique key stops holding after this")
+    concurrency_key = models.CharField(max_length=255, null=True, blank=True,
+                                       help_text="tasks sharing a cluster-wide concurrency cap")
+
     # Workflow links (canvas).
     parent_id = models.UUIDField(null=True, blank=True)
     root_id = models.UUIDField(null=True, blank=True)
@@ -78,10 +86,97 @@ class TaskRecord(models.Model):
             ),
             models.Index("state", "done_at", name="djtasks_task_done_idx"),
             models.Index("name", "created_at", name="djtasks_task_name_idx"),
+            models.Index(
+                "concurrency_key", "state", name="djtasks_task_conc_idx",
+                condition=Q(concurrency_key__isnull=False)
+                & Q(state__in=sorted(states.UNREADY_STATES)),
+            ),
+        ]
+        constraints = [
+            # The guard of unique tasks: a duplicate insert fails here, so two
+            # concurrent callers cannot both pass a check-then-insert.
+            models.UniqueConstraint(
+                fields=["unique_key"], name="djtasks_task_unique_key",
+                condition=Q(unique_key__isnull=False)
+                & Q(state__in=sorted(states.UNREADY_STATES)),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.name}[{self.id}] {self.state}"
+
+
+class TaskType(models.Model):
+    """Cluster-wide state of one task name: runtime overrides and its rate limiter."""
+
+    name = models.CharField(max_length=255, primary_key=True)
+    rate_limit = models.CharField(max_length=32, blank=True, default="",
+                                  help_text="overrides the task's rate_limit (taskctl)")
+    time_limit = models.FloatField(null=True, blank=True)
+    soft_time_limit = models.FloatField(null=True, blank=True)
+    # Generic cell rate algorithm: the theoretical arrival time of the next run.
+    rate_tat = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "task type"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ConcurrencyLock(models.Model):
+    """One row per concurrency key, locked while a claimer counts its running tasks."""
+
+    key = models.CharField(max_length=255, primary_key=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class PausedQueue(models.Model):
+    """A queue no worker claims from until it is resumed."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    paused_at = models.DateTimeField(default=timezone.now)
+    paused_by = models.CharField(max_length=255, blank=True, default="")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ControlCommand(models.Model):
+    """A remote-control command for workers (``taskctl``); answered by :class:`ControlReply`."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    command = models.CharField(max_length=64)
+    arguments = models.JSONField(default=dict, blank=True)
+    destination = models.JSONField(default=list, blank=True,
+                                   help_text="worker names; empty means every worker")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index("expires_at", name="djtasks_control_expiry_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.command} {self.arguments}"
+
+
+class ControlReply(models.Model):
+    """A worker's answer to a :class:`ControlCommand`."""
+
+    command = models.ForeignKey(ControlCommand, on_delete=models.CASCADE,
+                                related_name="replies")
+    worker = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+    reply = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["command", "worker"],
+                                               name="djtasks_control_one_reply")]
+
+    def __str__(self) -> str:
+        return f"{self.worker}: {self.command_id}"
 
 
 class Worker(models.Model):
