@@ -300,7 +300,8 @@ def _claimed(conn: BaseDatabaseWrapper, row: Sequence[Any], now: dt.datetime,
      acks_late, ignore_result, expires, eta, parent_id, root_id, group_id) = row
     expired = False
     if expires is not None:
-        if not isinstance(expires, dt.datetime):
+        if not isinstance(expires, dt.datetime) or expires.tzinfo is None:
+            # SQLite's driver hands back text or a naive datetime (UTC).
             expires = conn.ops.convert_datetimefield_value(expires, None, conn)
         expired = expires <= now
     return Claimed(
@@ -564,6 +565,13 @@ def rescue_expired(now: dt.datetime) -> Rescued:
         )
         lost = cursor.rowcount
     return Rescued(requeued, lost)
+
+
+def paused_queues() -> set[str]:
+    """Names of the queues paused with ``taskctl pause``."""
+    from .models import PausedQueue
+
+    return set(PausedQueue.objects.using(db_alias()).values_list("name", flat=True))
 
 
 def worker_heartbeat(name: str, now: dt.datetime, processed: int, **fields: Any) -> None:
