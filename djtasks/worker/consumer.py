@@ -28,10 +28,14 @@ from ..conf import settings
 from ..registry import tasks as registry
 from .listener import Listener
 from .pools import POOLS, Job, Pool, lost
+from .remote import RemoteControl
 
 logger = logging.getLogger("djtasks.worker")
 
 _DB_ERRORS = (DatabaseError, InterfaceError)
+#: Seconds between looks for control commands and paused queues without a
+#: NOTIFY (on SQLite, or if one was lost).
+CONTROL_POLL = 1.0
 
 
 def default_hostname() -> str:
@@ -54,6 +58,8 @@ class WorkerOptions:
     poll_interval: float = 1.0
     lease_seconds: float = 60.0
     max_tasks_per_child: int | None = None
+    max_memory_per_child: int | None = None  # KiB
+    autoscale: tuple[int, int] | None = None  # (max, min) pool size
     max_tasks: int | None = None  # stop after this many (tests, benchmarks)
     burst: bool = False  # stop once the queues are empty
 
@@ -65,10 +71,13 @@ class Worker:
         self.options = options
         self.name = options.hostname
         self.now = clock
-        self.pool: Pool = POOLS[options.pool](options.concurrency, self.name,
-                                              **({"max_tasks_per_child":
-                                                  options.max_tasks_per_child}
-                                                 if options.pool == "prefork" else {}))
+        extra = ({"max_tasks_per_child": options.max_tasks_per_child,
+                  "max_memory_per_child": options.max_memory_per_child}
+                 if options.pool == "prefork" else {})
+        self.pool: Pool = POOLS[options.pool](options.concurrency, self.name, **extra)
+        self.queues: list[str] = list(options.queues)
+        self.paused: set[str] = set()
+        self.started_at = time.time()
         self.buffer: deque[queue.Claimed] = deque()
         self.pending: list[queue.Outcome] = []
         self.processed = 0
@@ -80,6 +89,9 @@ class Worker:
         self._next_rescue = 0.0
         self._db_backoff = 0.0
         self._queues_empty = False
+        self.overrides: dict[str, tuple[float | None, float | None]] = {}  # time limits
+        self.remote = RemoteControl(self)
+        self._next_control = 0.0
 
     # -- the loop ------------------------------------------------------------
 
@@ -193,13 +205,17 @@ class Worker:
         if self._signal_r in ready:
             self._read_signals()
         if self.listener is not None and any(w in ready for w in self.listener.waitables()):
-            self.listener.drain()
+            if self.listener.drain().control:
+                self._next_control = 0.0  # a control command or pause: answer now
         self._queues_empty = False
 
     # -- side duties ------------------------------------------------------------
 
     def side_duties(self) -> None:
         mono = time.monotonic()
+        if mono >= self._next_control:
+            self.remote.poll()
+            self._next_control = mono + CONTROL_POLL
         if mono >= self._next_heartbeat:
             self.heartbeat()
             self._next_heartbeat = mono + max(0.5, self.options.lease_seconds / 4)
@@ -220,7 +236,8 @@ class Worker:
             pool=self.options.pool)
 
     def _until_side_duties(self) -> float:
-        return min(self._next_heartbeat, self._next_rescue) - time.monotonic()
+        return min(self._next_heartbeat, self._next_rescue,
+                   self._next_control) - time.monotonic()
 
     def _start_renewer(self) -> threading.Event:
         # The solo pool runs tasks on this thread; a small thread keeps the
@@ -242,13 +259,78 @@ class Worker:
     # -- helpers ---------------------------------------------------------------
 
     def _active_queues(self) -> list[str]:
-        return list(self.options.queues)
+        return [q for q in self.queues if q not in self.paused]
 
     def _job(self, c: queue.Claimed) -> Job:
+        """The job for a claimed task, with its limits: the call's own (headers),
+        else a ``taskctl time_limit`` override, else the task's, else the worker's."""
         task = registry._tasks.get(c.name)
-        soft = task.soft_time_limit if task else None
-        hard = task.time_limit if task else None
+        soft, hard = (c.headers.get("timelimit") or (None, None)) if isinstance(
+            c.headers.get("timelimit"), list | tuple) else (None, None)
+        override = self.overrides.get(c.name)
+        if soft is None:
+            soft = (override and override[0]) or (task.soft_time_limit if task else None)
+        if hard is None:
+            hard = (override and override[1]) or (task.time_limit if task else None)
         return Job(c, soft or settings.TASK_SOFT_TIME_LIMIT, hard or settings.TASK_TIME_LIMIT)
+
+    # -- what remote control may ask (see worker/remote.py) --------------------
+
+    def add_queue(self, name: str) -> bool:
+        if name in self.queues:
+            return False
+        self.queues.append(name)
+        if self.listener is not None:
+            self.listener.queues.add(name)
+        return True
+
+    def remove_queue(self, name: str) -> bool:
+        if name not in self.queues or len(self.queues) == 1:
+            return False
+        self.queues.remove(name)
+        if self.listener is not None:
+            self.listener.queues.discard(name)
+        # Claimed rows of that queue go back at once for other workers.
+        keep = [c for c in self.buffer if c.queue != name]
+        drop = [c for c in self.buffer if c.queue == name]
+        self.buffer.clear()
+        self.buffer.extend(keep)
+        queue.release(self.name, drop)
+        return True
+
+    def grow(self, n: int) -> int:
+        self.pool.grow(n)
+        self.options.concurrency = self.pool.concurrency
+        return self.pool.concurrency
+
+    def shrink(self, n: int) -> int:
+        self.pool.shrink(n)
+        self.options.concurrency = self.pool.concurrency
+        return self.pool.concurrency
+
+    def terminate(self, task_id: str) -> bool:
+        """Stop a running task now (prefork): it ends REVOKED."""
+        outcome = self.pool.terminate(task_id)
+        if outcome is None:
+            return False
+        self.pending.append(outcome)
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "hostname": self.name, "pid": os.getpid(), "pool": self.options.pool,
+            "concurrency": self.pool.concurrency, "queues": list(self.queues),
+            "paused": sorted(self.paused), "processed": self.processed,
+            "running": len(self.pool.running()), "reserved": len(self.buffer),
+            "uptime": round(time.time() - self.started_at, 1),
+            "prefetch_multiplier": self.options.prefetch_multiplier,
+        }
+
+    def active(self) -> list[dict[str, Any]]:
+        return [_describe(j.claimed) for j in self.pool.running()]
+
+    def reserved(self) -> list[dict[str, Any]]:
+        return [_describe(c) for c in self.buffer]
 
     def _revoke_expired(self, c: queue.Claimed) -> None:
         revoked = queue.revoke([c.id], "expired before it could start", self.now(),
@@ -362,6 +444,11 @@ class Worker:
         signal.set_wakeup_fd(-1)
         signals.worker_shutdown.send(sender=self)
         logger.info("worker %s stopped after %d task(s)", self.name, self.processed)
+
+
+def _describe(c: queue.Claimed) -> dict[str, Any]:
+    return {"id": c.id, "name": c.name, "queue": c.queue, "priority": c.priority,
+            "retries": c.retries, "attempt": c.attempt}
 
 
 def _log_outcome(o: queue.Outcome) -> None:

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .. import queue
 from ..conf import settings
+from .remote import CONTROL_CHANNEL
 
 logger = logging.getLogger("djtasks.worker")
+
+
+@dataclass
+class Wakeup:
+    work: bool = False
+    control: bool = False
 
 
 class Listener:
@@ -47,6 +55,7 @@ class Listener:
                 self.conn = django_conn.get_new_connection(django_conn.get_connection_params())
                 self.conn.autocommit = True
             self.conn.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
+            self.conn.execute(f"LISTEN {CONTROL_CHANNEL}")
         except Exception as exc:
             logger.warning("LISTEN connection failed (%s); polling until it is back", exc)
             self.close()
@@ -56,21 +65,24 @@ class Listener:
             return []
         return [self.conn.fileno()]
 
-    def drain(self) -> bool:
-        """Read pending notifications; return whether one was for our queues."""
+    def drain(self) -> Wakeup:
+        """Read pending notifications: was one for our queues, or for control?"""
+        wake = Wakeup()
         if self.conn is None:
             self.connect()
-            return False
-        mine = False
+            return wake
         try:
             pgconn = self.conn.pgconn
             pgconn.consume_input()
             while (n := pgconn.notifies()) is not None:
-                mine = mine or n.extra.decode() in self.queues
+                if n.relname.decode() == CONTROL_CHANNEL:
+                    wake.control = True
+                elif n.extra.decode() in self.queues:
+                    wake.work = True
         except Exception as exc:
             logger.warning("LISTEN connection lost (%s); reconnecting", exc)
             self.reset()
-        return mine
+        return wake
 
     def reset(self) -> None:
         self.close()

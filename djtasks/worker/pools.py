@@ -14,6 +14,7 @@ tables; pools just run tasks and hand back outcomes.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -66,6 +67,13 @@ class Pool:
     def collect(self) -> list[Outcome]: raise NotImplementedError
     def running(self) -> list[Job]: raise NotImplementedError
     def check_limits(self) -> list[Outcome]: return []
+    def grow(self, n: int) -> None:
+        raise NotImplementedError(f"the {self.name} pool cannot grow")
+    def shrink(self, n: int) -> None:
+        raise NotImplementedError(f"the {self.name} pool cannot shrink")
+    def terminate(self, task_id: str) -> Outcome | None:
+        """Stop the task ``task_id`` now if it runs here; return its outcome."""
+        return None
     def stop(self, cold: bool = False) -> tuple[list[Job], list[Job]]:
         """Stop the pool. Cold: return the jobs cut off while running, and the
         jobs handed over that never started."""
@@ -111,17 +119,50 @@ class ThreadPool(Pool):
         self._done: list[Outcome] = []
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
-        self._started: set[str] = set()
+        self._started: dict[str, tuple[int, float]] = {}  # task id → (thread, start)
+        self._soft_fired: set[str] = set()
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for i in range(self.concurrency):
-            t = threading.Thread(target=self._loop, name=f"djtasks-{i}", daemon=True)
+        self._add_threads(self.concurrency)
+
+    def _add_threads(self, n: int) -> None:
+        for _ in range(n):
+            t = threading.Thread(target=self._loop, name=f"djtasks-{len(self._threads)}",
+                                 daemon=True)
             t.start()
             self._threads.append(t)
+
+    def grow(self, n: int) -> None:
+        self.concurrency += n
+        self._add_threads(n)
+
+    def shrink(self, n: int) -> None:
+        n = min(n, self.concurrency - 1)
+        self.concurrency -= n
+        for _ in range(n):
+            self._inbox.put(None)  # the next n idle threads exit
+
+    def check_limits(self) -> list[Outcome]:
+        """Raise SoftTimeLimitExceeded inside threads past their soft limit.
+
+        Threads cannot be killed, so a hard ``time_limit`` is not enforced in
+        this pool (the worker says so at start-up).
+        """
+        now = time.monotonic()
+        with self._lock:
+            for task_id, (ident, started) in self._started.items():
+                job = self._jobs.get(task_id)
+                if (job is None or not job.soft_time_limit or task_id in self._soft_fired
+                        or now - started < job.soft_time_limit):
+                    continue
+                self._soft_fired.add(task_id)
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(ident), ctypes.py_object(SoftTimeLimitExceeded))
+        return []
 
     def _loop(self) -> None:
         while True:
@@ -131,12 +172,13 @@ class ThreadPool(Pool):
             with self._lock:
                 if self._stopping:
                     continue  # cold shutdown: leave it unstarted
-                self._started.add(job.claimed.id)
+                self._started[job.claimed.id] = (threading.get_ident(), time.monotonic())
             outcome = execute(job.claimed, self.hostname)
             with self._lock:
                 self._done.append(outcome)
                 self._jobs.pop(job.claimed.id, None)
-                self._started.discard(job.claimed.id)
+                self._started.pop(job.claimed.id, None)
+                self._soft_fired.discard(job.claimed.id)
             os.write(self._wake_w, b"x")
         connections.close_all()
 
@@ -172,7 +214,7 @@ class ThreadPool(Pool):
             # sure nothing waiting starts now.
             with self._lock:
                 self._stopping = True
-                running = [j for i, j in self._jobs.items() if i in self._started]
+                running = [j for i, j in self._jobs.items() if i in self._started]  # noqa: SIM118
                 waiting = [j for i, j in self._jobs.items() if i not in self._started]
         for _ in self._threads:
             self._inbox.put(None)
@@ -217,7 +259,14 @@ def _on_soft_limit(signum: int, frame: Any) -> None:
     raise SoftTimeLimitExceeded("soft time limit exceeded")
 
 
-def _child_main(pipe: Connection, hostname: str, max_tasks: int | None) -> None:
+def _rss_kib() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+def _child_main(pipe: Connection, hostname: str, max_tasks: int | None,
+                max_memory_kib: int | None = None) -> None:
     _child_setup()
     signal.signal(signal.SIGALRM, _on_soft_limit)
     done = 0
@@ -238,6 +287,10 @@ def _child_main(pipe: Connection, hostname: str, max_tasks: int | None) -> None:
         done += 1
         if max_tasks and done >= max_tasks:
             break
+        if max_memory_kib and _rss_kib() > max_memory_kib:
+            logger.warning("child %s uses %d KiB > --max-memory-per-child %d KiB; replacing it",
+                           os.getpid(), _rss_kib(), max_memory_kib)
+            break
     connections.close_all()
 
 
@@ -247,15 +300,18 @@ class _Child:
     pipe: Connection
     jobs: deque[Job] = field(default_factory=deque)  # jobs[0] runs, the rest wait
     started: float = 0.0  # when jobs[0] started, as near as the parent can tell
+    retiring: bool = False  # shrinking: takes no more jobs, exits when done
 
 
 class PreforkPool(Pool):
     name = "prefork"
 
     def __init__(self, concurrency: int, hostname: str,
-                 max_tasks_per_child: int | None = None) -> None:
+                 max_tasks_per_child: int | None = None,
+                 max_memory_per_child: int | None = None) -> None:
         super().__init__(concurrency, hostname)
         self.max_tasks_per_child = max_tasks_per_child
+        self.max_memory_per_child = max_memory_per_child
         self._ctx = multiprocessing.get_context("fork")
         self._children: list[_Child] = []
         self._unstarted: list[Job] = []  # handed to a child that died before running them
@@ -267,7 +323,8 @@ class PreforkPool(Pool):
     def _spawn(self) -> _Child:
         parent_end, child_end = self._ctx.Pipe()
         process = self._ctx.Process(
-            target=_child_main, args=(child_end, self.hostname, self.max_tasks_per_child),
+            target=_child_main,
+            args=(child_end, self.hostname, self.max_tasks_per_child, self.max_memory_per_child),
             name="djtasks-child", daemon=True)
         process.start()
         child_end.close()
@@ -275,15 +332,53 @@ class PreforkPool(Pool):
 
     def _depth(self) -> int:
         # A child that will exit after its next tasks must not be handed more.
-        return 1 if self.max_tasks_per_child else DEPTH
+        return 1 if self.max_tasks_per_child or self.max_memory_per_child else DEPTH
+
+    def _open(self) -> list[_Child]:
+        return [c for c in self._children if not c.retiring and c.process.is_alive()]
 
     def free(self) -> int:
         depth = self._depth()
-        return sum(depth - len(c.jobs) for c in self._children if c.process.is_alive())
+        return sum(depth - len(c.jobs) for c in self._open())
+
+    def grow(self, n: int) -> None:
+        self.concurrency += n
+        self._children.extend(self._spawn() for _ in range(n))
+
+    def shrink(self, n: int) -> None:
+        """Retire ``n`` children (idle ones first); busy ones finish their jobs first."""
+        n = min(n, self.concurrency - 1)
+        self.concurrency -= n
+        for child in sorted(self._open(), key=lambda c: len(c.jobs))[:n]:
+            child.retiring = True
+            self._retire_if_idle(child)
+
+    def _retire_if_idle(self, child: _Child) -> None:
+        if child.retiring and not child.jobs:
+            try:
+                child.pipe.send(None)
+            except OSError:
+                pass
+
+    def terminate(self, task_id: str) -> Outcome | None:
+        for i, child in enumerate(self._children):
+            if child.jobs and child.jobs[0].claimed.id == task_id:
+                job = child.jobs[0]
+                logger.warning("terminating %s[%s] (child %s)", job.claimed.name, task_id,
+                               child.process.pid)
+                child.process.kill()
+                out: list[Outcome] = []
+                self._children[i] = self._replace(child, out, reason="terminated")
+                self._children = [c for c in self._children if c is not None]
+                return Outcome(task_id, job.claimed.attempt, states.REVOKED, timezone.now(),
+                               exc_type="djtasks.exceptions.TaskRevokedError",
+                               exc_message="terminated while running (revoke --terminate)",
+                               task_name=job.claimed.name)
+        return None
 
     def submit(self, job: Job) -> None:
         depth = self._depth()
-        child = min((c for c in self._children if c.process.is_alive() and len(c.jobs) < depth),
+        child = min((c for c in self._open() if len(c.jobs) < depth),
                     key=lambda c: len(c.jobs), default=None)
         if child is None:
             raise RuntimeError("no free child")  # the consumer checks free() first
@@ -308,8 +403,10 @@ class PreforkPool(Pool):
                     break
                 child.jobs.popleft()
                 child.started = time.monotonic()
+            self._retire_if_idle(child)
             if not child.process.is_alive():
                 self._children[i] = self._replace(child, done)
+        self._children = [c for c in self._children if c is not None]
         return done
 
     def take_unstarted(self) -> list[Job]:
@@ -318,7 +415,7 @@ class PreforkPool(Pool):
         return jobs
 
     def _replace(self, child: _Child, done: list[Outcome],
-                 reason: str | None = None) -> _Child:
+                 reason: str | None = None) -> _Child | None:
         child.process.join()
         code = child.process.exitcode
         if child.jobs:
@@ -333,6 +430,8 @@ class PreforkPool(Pool):
                                  "this task"))
             self._unstarted.extend(child.jobs)
         child.pipe.close()
+        if child.retiring:
+            return None  # shrunk away: not replaced
         return self._spawn()
 
     def running(self) -> list[Job]:
@@ -362,6 +461,7 @@ class PreforkPool(Pool):
             out.append(lost(job.claimed, "djtasks.exceptions.TimeLimitExceeded",
                             f"hard time limit ({job.time_limit}s) exceeded"))
             self._children[i] = self._replace(child, out, reason="time limit")
+        self._children = [c for c in self._children if c is not None]
         return out
 
     def stop(self, cold: bool = False) -> tuple[list[Job], list[Job]]:
