@@ -47,7 +47,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if not isinstance(accept, list | tuple) or not accept:
         errors.append(_error("ACCEPT_CONTENT", "must be a non-empty list of serializer names",
                              7))
-    for name in ("ALWAYS_EAGER", "EAGER_PROPAGATES", "TASK_ACKS_LATE"):
+    for name in ("ALWAYS_EAGER", "EAGER_PROPAGATES", "TASK_ACKS_LATE", "SEND_FAILURE_EMAILS",
+                 "PREPARE_STATEMENTS"):
         if not isinstance(getattr(settings, name), bool):
             errors.append(_error(name, "must be True or False", 8))
     imports = settings.IMPORTS
@@ -57,7 +58,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         value = getattr(settings, name)
         if value is not None and (not _is_number(value) or value <= 0):
             errors.append(_error(name, "must be a number of seconds > 0, or None", 10))
-    for name in ("VISIBILITY_TIMEOUT", "POLL_INTERVAL", "WORKER_RESULT_FLUSH_INTERVAL"):
+    for name in ("VISIBILITY_TIMEOUT", "POLL_INTERVAL", "WORKER_RESULT_FLUSH_INTERVAL",
+                 "FAILURE_EMAIL_INTERVAL"):
         value = getattr(settings, name)
         if not _is_number(value) or value <= 0:
             errors.append(_error(name, "must be a number of seconds > 0", 11))
@@ -94,4 +96,36 @@ def _check_routes(routes: Any) -> list[Any]:
             continue
         errors.append(_error("TASK_ROUTES", f"route {pattern!r}: {route!r} must be a queue "
                              "name or {'queue': str, 'priority': int -100..100}", 5))
+    return errors
+
+
+@register(Tags.compatibility)
+def check_beat_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``DJTASKS_BEAT_*``: the schedule entries and beat's timings."""
+    from .beat import entry_fields
+    from .registry import tasks as registry
+
+    errors: list[Any] = []
+    for name in ("BEAT_MAX_LOOP_INTERVAL", "BEAT_LEASE", "BEAT_GRACE"):
+        value = getattr(settings, name)
+        if not _is_number(value) or value <= 0:
+            errors.append(_error(name, "must be a number of seconds > 0", 102))
+    if settings.BEAT_ELECTION not in ("auto", "lease"):
+        errors.append(_error("BEAT_ELECTION", "must be 'auto' (PostgreSQL advisory lock, "
+                             "SQLite lease row) or 'lease'", 103))
+    schedule = settings.BEAT_SCHEDULE
+    if not isinstance(schedule, dict):
+        return [*errors, _error("BEAT_SCHEDULE", "must be a dict of name → {'task': ..., "
+                                "'schedule': ...}", 101)]
+    for name, spec in schedule.items():
+        try:
+            fields = entry_fields(name, spec)
+        except ValueError as exc:
+            errors.append(Error(str(exc), id="djtasks.E101"))
+            continue
+        if fields["task"] not in registry:
+            errors.append(Warning(
+                f"DJTASKS_BEAT_SCHEDULE[{name!r}]: task {fields['task']!r} is not registered "
+                "(is its module in an installed app's tasks.py or in DJTASKS_IMPORTS?); beat "
+                "will not send it", id="djtasks.W101"))
     return errors

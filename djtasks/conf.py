@@ -22,6 +22,13 @@ DEFAULTS: dict[str, Any] = {
     "TASK_SERIALIZER": "json",
     "RESULT_SERIALIZER": "json",
     "ACCEPT_CONTENT": ["json"],
+    # Message security and size (serialization.py, message_signing.py, compression.py).
+    "SIGN_MESSAGES": False,
+    "SIGNING_KEY": None,
+    "SIGNING_KEY_FALLBACKS": [],
+    "COMPRESSION": None,
+    "COMPRESSION_THRESHOLD": None,
+    "MAX_PAYLOAD_BYTES": 4 * 1024 * 1024,
     "ALWAYS_EAGER": False,
     "EAGER_PROPAGATES": True,
     "IMPORTS": [],
@@ -34,11 +41,21 @@ DEFAULTS: dict[str, Any] = {
     "PREFETCH_MULTIPLIER": 4,
     "WORKER_RESULT_FLUSH_INTERVAL": 0.005,
     "LISTEN_DATABASE_URL": None,
+    "PREPARE_STATEMENTS": True,
+    "SEND_FAILURE_EMAILS": False,
+    "FAILURE_EMAIL_INTERVAL": 300,
+    # Beat (taskbeat).
+    "BEAT_SCHEDULE": {},
+    "BEAT_MAX_LOOP_INTERVAL": 5.0,
+    "BEAT_LEASE": 5.0,
+    "BEAT_GRACE": 60.0,
+    "BEAT_ELECTION": "auto",
     # Results.
     "RESULT_EXPIRES": 86400,
 }
 
-_BOOL_SETTINGS = {"ALWAYS_EAGER", "EAGER_PROPAGATES", "TASK_ACKS_LATE"}
+_BOOL_SETTINGS = {"ALWAYS_EAGER", "EAGER_PROPAGATES", "TASK_ACKS_LATE", "SEND_FAILURE_EMAILS",
+                  "PREPARE_STATEMENTS"}
 
 
 class Settings:

@@ -28,6 +28,10 @@ class AlreadyRegistered(DjtasksError):
     """Two different functions were registered under one task name."""
 
 
+class DuplicateTask(DjtasksError):
+    """A call with a ``unique_key`` found an unfinished task with the same key."""
+
+
 class EncodeError(DjtasksError, TypeError):
     """Arguments or a result could not be serialized."""
 

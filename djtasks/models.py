@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -73,11 +75,13 @@ class TaskRecord(models.Model):
         verbose_name_plural = "tasks"
         indexes = [
             # Serves the claim: only waiting rows are in it, in claim order, so
-            # its size follows the backlog, not the history.
+            # its size follows the backlog, not the history. Rows under a rate
+            # limit or concurrency cap are claimed through the next index.
             models.Index(
                 "queue", models.F("priority").desc(), "eta", "id",
                 name="djtasks_task_ready_idx",
-                condition=Q(state__in=sorted(states.WAITING_STATES)),
+                condition=Q(state__in=sorted(states.WAITING_STATES))
+                & Q(concurrency_key__isnull=True),
             ),
             # Serves lease renewal and rescue: only rows a worker holds.
             models.Index(
@@ -198,3 +202,219 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# -- periodic tasks (beat) -----------------------------------------------------------
+
+_now = timezone.now  # the field called "timezone" below hides the module in the class body
+
+
+class PeriodicTask(models.Model):
+    """A schedule entry: which task ``taskbeat`` enqueues, and when.
+
+    Made in the admin, or synced from ``DJTASKS_BEAT_SCHEDULE`` (``source``
+    "settings"). The last four fields are beat's own bookkeeping; beat writes
+    them with ``UPDATE``s, and the admin saves only the other fields, so an
+    edit never overwrites a run count. A change of the schedule (type, times,
+    zone, start, end) or re-enabling clears ``next_run_at``, and beat computes
+    it afresh from the current time: no catch-up run for the time it was off.
+    """
+
+    INTERVAL, CRONTAB, CLOCKED = "interval", "crontab", "clocked"
+    KINDS = [(INTERVAL, "interval"), (CRONTAB, "crontab"), (CLOCKED, "one-off")]
+    PERIODS = [("seconds", "seconds"), ("minutes", "minutes"), ("hours", "hours"),
+               ("days", "days")]
+    CATCH_UP_ONCE, CATCH_UP_SKIP = "once", "skip"
+    CATCH_UPS = [(CATCH_UP_ONCE, "run once now"), (CATCH_UP_SKIP, "skip to the next time")]
+    FROM_ADMIN, FROM_SETTINGS = "admin", "settings"
+    SOURCES = [(FROM_ADMIN, "admin"), (FROM_SETTINGS, "DJTASKS_BEAT_SCHEDULE")]
+
+    name = models.CharField(max_length=200, unique=True, help_text="a unique label")
+    task = models.CharField(max_length=255, help_text="the registered name of the task")
+    description = models.TextField(blank=True, default="")
+    enabled = models.BooleanField(default=True)
+
+    # When.
+    kind = models.CharField("schedule", max_length=16, choices=KINDS, default=INTERVAL)
+    every = models.PositiveIntegerField(null=True, blank=True, help_text="interval: every N …")
+    period = models.CharField(max_length=16, choices=PERIODS, blank=True, default="",
+                              help_text="interval: … seconds, minutes, hours or days")
+    crontab = models.CharField(
+        "cron expression", max_length=200, blank=True, default="",
+        help_text='crontab: minute hour day-of-month month day-of-week, e.g. "0 7 * * 1-5"')
+    clocked_at = models.DateTimeField("run once at", null=True, blank=True,
+                                      help_text="one-off: the task runs once, at this time")
+    timezone = models.CharField(
+        "time zone", max_length=64, blank=True, default="",
+        help_text="crontab times are read in this zone (e.g. Europe/Paris); empty: TIME_ZONE")
+    start_at = models.DateTimeField("start", null=True, blank=True,
+                                    help_text="no run before this time")
+    end_at = models.DateTimeField("end", null=True, blank=True,
+                                  help_text="no run after this time")
+    catch_up = models.CharField(
+        max_length=8, choices=CATCH_UPS, default=CATCH_UP_ONCE,
+        help_text="runs missed while no beat ran: one run now, or none")
+
+    # What.
+    args = models.JSONField(default=list, blank=True, help_text='a JSON list, e.g. [1, "a"]')
+    kwargs = models.JSONField(default=dict, blank=True,
+                              help_text='a JSON object, e.g. {"size": 128}')
+    queue = models.CharField(max_length=100, blank=True, default="",
+                             help_text="empty: the task's route")
+    priority = models.SmallIntegerField(null=True, blank=True,
+                                        help_text="-100..100, higher runs first; empty: the "
+                                        "task's route")
+    expires = models.FloatField(null=True, blank=True,
+                                help_text="seconds: a run not started this long after it "
+                                "was enqueued is revoked")
+
+    # Where it came from.
+    source = models.CharField(max_length=16, choices=SOURCES, default=FROM_ADMIN,
+                              editable=False)
+    settings_definition = models.JSONField(
+        null=True, blank=True, editable=False,
+        help_text="the DJTASKS_BEAT_SCHEDULE definition last synced into this row")
+    created_at = models.DateTimeField(default=_now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Beat's bookkeeping.
+    next_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    total_run_count = models.PositiveIntegerField("total runs", default=0, editable=False)
+
+    class Meta:
+        verbose_name = "periodic task"
+        verbose_name_plural = "periodic tasks"
+        ordering = ["name"]
+        indexes = [
+            # What beat asks every turn: the enabled entries due first.
+            models.Index("next_run_at", name="djtasks_periodic_due_idx",
+                         condition=Q(enabled=True)),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        loaded = getattr(self, "_loaded", None)
+        if loaded is not None and self._timing() != loaded and self.next_run_at == loaded[-1]:
+            # The schedule changed (or the entry was switched back on): beat
+            # computes the next run afresh. Leave a next_run_at set on purpose.
+            self.next_run_at = None
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "next_run_at"}
+        super().save(*args, **kwargs)
+        self._loaded = self._timing()
+        from .beat import notify_beat
+
+        notify_beat(kwargs.get("using") or self._state.db)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        result = super().delete(*args, **kwargs)
+        from .beat import notify_beat
+
+        notify_beat(kwargs.get("using") or self._state.db)
+        return result
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> PeriodicTask:
+        row = super().from_db(db, field_names, values)
+        row._loaded = row._timing()
+        return row
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        super().refresh_from_db(*args, **kwargs)
+        self._loaded = self._timing()
+
+    def _timing(self) -> tuple[Any, ...]:
+        return (self.kind, self.every, self.period, self.crontab, self.clocked_at,
+                self.timezone, self.start_at, self.end_at, self.enabled, self.next_run_at)
+
+    def clean(self) -> None:
+        from .beat import validate_periodic_task
+
+        validate_periodic_task(self)
+
+    # -- the schedule -------------------------------------------------------------
+
+    def get_zone(self) -> Any:
+        """The ``ZoneInfo`` crontab times are read in."""
+        from .schedules import get_zone
+
+        return get_zone(self.timezone)
+
+    def get_schedule(self) -> Any:
+        """The :class:`~djtasks.schedules.Schedule` of this entry (``ValueError`` if invalid)."""
+        from . import schedules
+
+        if self.kind == self.INTERVAL:
+            if not self.every or self.period not in schedules.PERIODS:
+                raise ValueError("an interval needs every ≥ 1 and a period")
+            return schedules.Interval(self.every * schedules.PERIODS[self.period])
+        if self.kind == self.CRONTAB:
+            return schedules.Crontab.from_expression(self.crontab)
+        if self.kind == self.CLOCKED:
+            if self.clocked_at is None:
+                raise ValueError("a one-off needs a time")
+            return schedules.Clocked(self.clocked_at)
+        raise ValueError(f"unknown schedule type {self.kind!r}")
+
+    def describe_schedule(self) -> str:
+        """Human-readable: "every 5 minutes", "at 07:00 on Monday to Friday (Europe/Paris)"."""
+        try:
+            schedule = self.get_schedule()
+            zone = self.get_zone() if self.kind != self.INTERVAL else None
+        except ValueError as exc:
+            return f"invalid: {exc}"
+        return schedule.describe(zone)
+
+    def upcoming(self, n: int = 5, now: Any = None) -> list[Any]:
+        """The next ``n`` run times (aware, UTC) as beat will compute them."""
+        from .beat import upcoming
+
+        return upcoming(self, n, now or _now())
+
+
+class ScheduleTick(models.Model):
+    """A periodic run beat enqueued: the (schedule, due time) key, unique.
+
+    Inserted in the same transaction as the task row, so both or neither
+    exist, and a second beat that believed it led cannot enqueue the same
+    tick again. Pruned after a day.
+    """
+
+    periodic_task = models.ForeignKey(PeriodicTask, on_delete=models.CASCADE,
+                                      related_name="ticks")
+    due_at = models.DateTimeField(help_text="the scheduled time of this run")
+    task_id = models.UUIDField(help_text="the task row this tick enqueued")
+    enqueued_at = models.DateTimeField()
+    beat = models.CharField(max_length=255, blank=True, default="",
+                            help_text="the taskbeat that enqueued it")
+
+    class Meta:
+        verbose_name = "periodic run"
+        ordering = ["-due_at"]
+        constraints = [models.UniqueConstraint(fields=["periodic_task", "due_at"],
+                                               name="djtasks_tick_once")]
+        indexes = [models.Index("enqueued_at", name="djtasks_tick_age_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.periodic_task_id} @ {self.due_at.isoformat()}"
+
+
+class BeatLease(models.Model):
+    """Which ``taskbeat`` leads.
+
+    With the lease election (SQLite; ``DJTASKS_BEAT_ELECTION = "lease"``)
+    this row is the lock: the holder renews ``expires_at`` and anyone may
+    take it once it passes. With PostgreSQL's advisory lock it only tells
+    the admin who leads.
+    """
+
+    name = models.CharField(max_length=64, primary_key=True)
+    holder = models.CharField(max_length=255, blank=True, default="")
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder or '-'}"

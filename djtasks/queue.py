@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import states
@@ -71,6 +72,9 @@ class Message:
     parent_id: uuid.UUID | None = None
     root_id: uuid.UUID | None = None
     group_id: uuid.UUID | None = None
+    unique_key: str | None = None
+    unique_until: dt.datetime | None = None
+    concurrency_key: str | None = None
 
 
 @dataclass
@@ -120,7 +124,7 @@ class Outcome:
 _INSERT_FIELDS = [
     "id", "name", "queue", "priority", "state", "content_type", "payload", "headers",
     "eta", "expires", "acks_late", "ignore_result", "created_at", "parent_id",
-    "root_id", "group_id",
+    "root_id", "group_id", "unique_key", "unique_until", "concurrency_key",
 ]
 _FIELDS = {f: TaskRecord._meta.get_field(f) for f in _INSERT_FIELDS}
 _DEFAULTS_SQL = (
@@ -172,6 +176,43 @@ def _write_transaction(conn: BaseDatabaseWrapper) -> Iterator[Any]:
             yield cursor
 
 
+@contextmanager
+def _hot_cursor(conn: BaseDatabaseWrapper) -> Iterator[Any]:
+    """A cursor for the hot statements (claim, settle, enqueue).
+
+    On PostgreSQL a psycopg cursor with server-side binding whose statements
+    are prepared once per connection: planning the claim costs more than
+    running it. ``DJTASKS_PREPARE_STATEMENTS = False`` turns that off (for
+    PgBouncer < 1.21 in transaction mode). Errors surface as Django's
+    database exceptions, as from any Django cursor.
+    """
+    if not is_postgres(conn) or not settings.PREPARE_STATEMENTS:
+        with conn.cursor() as cursor:
+            yield _Plain(cursor)
+        return
+    import psycopg
+
+    conn.ensure_connection()
+    with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:
+        yield _Prepared(cursor)
+
+
+class _Plain:
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        self.cursor.execute(sql, params)
+
+    def fetchall(self) -> list[Any]:
+        return self.cursor.fetchall()
+
+
+class _Prepared(_Plain):
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        self.cursor.execute(sql, params, prepare=True)
+
+
 def _json_value(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
@@ -190,15 +231,36 @@ def _uuid_str(value: Any) -> str | None:
 
 # -- enqueue --------------------------------------------------------------------
 
-def enqueue(messages: Sequence[Message]) -> None:
+def enqueue(messages: Sequence[Message]) -> list[str]:
     """Insert task rows (one statement) and wake the workers of their queues.
 
     Inside the caller's transaction the rows, and the wake-up, become visible
     only when it commits; a rollback leaves nothing behind.
+
+    Returns the ids of already unfinished tasks that hold the ``unique_key``
+    of a message (that message is then not inserted); empty otherwise.
     """
     if not messages:
-        return
+        return []
     conn = connection()
+    plain = [m for m in messages if m.unique_key is None]
+    notify = _notify_due(conn, {m.queue for m in messages})
+    if plain:
+        _insert(conn, plain, "", notify)
+        notify = []
+    existing: list[str] = []
+    for m in messages:
+        if m.unique_key is not None:
+            found = _insert_unique(conn, m, notify)
+            if found is None:
+                notify = []
+            else:
+                existing.append(found)
+    return existing
+
+
+def _insert(conn: BaseDatabaseWrapper, messages: Sequence[Message], suffix: str,
+            notify: Sequence[str]) -> list[Any]:
     columns = ", ".join(_INSERT_FIELDS) + ", " + _DEFAULTS_SQL
     row_sql = "(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ", 0, 0, '', '', '', '', '', '')"
     params: list[Any] = []
@@ -209,19 +271,72 @@ def enqueue(messages: Sequence[Message]) -> None:
             _dt(conn, m.eta), _dt(conn, m.expires), m.acks_late, m.ignore_result,
             _dt(conn, m.created_at), _prep(conn, "parent_id", m.parent_id),
             _prep(conn, "root_id", m.root_id), _prep(conn, "group_id", m.group_id),
+            m.unique_key, _dt(conn, m.unique_until), m.concurrency_key,
         ))
-    insert = f"INSERT INTO {_T} ({columns}) VALUES " + ", ".join([row_sql] * len(messages))
-    with conn.cursor() as cursor:
-        if is_postgres(conn):
-            queues = sorted({m.queue for m in messages})
+    insert = (f"INSERT INTO {_T} ({columns}) VALUES " + ", ".join([row_sql] * len(messages))
+              + suffix + " RETURNING id")
+    with _hot_cursor(conn) as cursor:
+        if notify and is_postgres(conn):
             # One round trip: the insert and its NOTIFY; PostgreSQL delivers
             # the notification only if and when this transaction commits.
-            notify = ", ".join(["pg_notify(%s, %s)"] * len(queues))
-            notify_params = [p for q in queues for p in (NOTIFY_CHANNEL, q)]
-            cursor.execute(f"WITH ins AS ({insert} RETURNING 1) SELECT {notify}",
+            calls = ", ".join(["pg_notify(%s, %s)"] * len(notify))
+            notify_params = [p for q in notify for p in (NOTIFY_CHANNEL, q)]
+            cursor.execute(f"WITH ins AS ({insert}) SELECT ins.id, {calls} FROM ins",
                            params + notify_params)
         else:
             cursor.execute(insert, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _insert_unique(conn: BaseDatabaseWrapper, m: Message, notify: Sequence[str]) -> str | None:
+    """Insert ``m`` unless an unfinished task holds its unique key: then return that id.
+
+    The partial unique index decides, so concurrent callers cannot both win.
+    A key whose ``unique_until`` has passed is released and the insert retried.
+    """
+    for _ in range(3):
+        if _insert(conn, [m], " ON CONFLICT DO NOTHING", notify):
+            return None
+        row = (TaskRecord.objects.using(conn.alias)
+               .filter(unique_key=m.unique_key, state__in=states.UNREADY_STATES)
+               .values_list("id", "unique_until").first())
+        if row is None:
+            continue  # it finished meanwhile: try again
+        holder, until = row
+        if until is not None and until <= m.created_at:
+            (TaskRecord.objects.using(conn.alias)
+             .filter(pk=holder, unique_until__lte=m.created_at).update(unique_key=None))
+            continue
+        return str(holder)
+    raise IntegrityError(f"could not enqueue {m.name} with unique_key {m.unique_key!r}: "
+                         f"task id {m.id} is taken or the key kept changing hands")
+
+
+#: Per process: when each queue was last notified from an autocommit enqueue.
+_last_notify: dict[tuple[str, str], float] = {}
+#: Enqueues of one process to one queue within this many seconds share one
+#: NOTIFY: PostgreSQL serialises NOTIFY at commit, so one per enqueue caps
+#: concurrent enqueuers at a few hundred per second.
+NOTIFY_COALESCE = 0.005
+
+
+def _notify_due(conn: BaseDatabaseWrapper, queues: set[str]) -> list[str]:
+    if not is_postgres(conn):
+        return []
+    if conn.in_atomic_block:
+        # Not committed yet: a later enqueue cannot rely on this NOTIFY.
+        return sorted(queues)
+    now = time.monotonic()
+    due = []
+    for q in sorted(queues):
+        key = (conn.alias, q)
+        # The last one was committed (autocommit) less than a moment ago: the
+        # workers it woke drain the queue, and linger that long, so this
+        # task is seen without a NOTIFY of its own.
+        if now - _last_notify.get(key, 0.0) >= NOTIFY_COALESCE:
+            due.append(q)
+            _last_notify[key] = now
+    return due
 
 
 # -- claim ----------------------------------------------------------------------
@@ -255,7 +370,8 @@ def claim(worker: str, queues: Sequence[str], limit: int, now: dt.datetime,
                 SELECT r.id FROM unnest(%s::varchar[]) AS q(name)
                 CROSS JOIN LATERAL (
                     SELECT id, priority, eta FROM {_T}
-                    WHERE state IN {_WAITING} AND queue = q.name AND eta <= %s
+                    WHERE state IN {_WAITING} AND concurrency_key IS NULL
+                      AND queue = q.name AND eta <= %s
                     ORDER BY priority DESC, eta, id
                     LIMIT %s
                     FOR UPDATE SKIP LOCKED
@@ -268,7 +384,7 @@ def claim(worker: str, queues: Sequence[str], limit: int, now: dt.datetime,
             RETURNING {", ".join(f"{_T}.{c.strip()}" for c in _RETURNING.split(","))}
         """
         params = [list(queues), now, limit, limit, worker, now, lease]
-        with conn.cursor() as cursor:
+        with _hot_cursor(conn) as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
     else:
@@ -277,7 +393,8 @@ def claim(worker: str, queues: Sequence[str], limit: int, now: dt.datetime,
             UPDATE {_T} SET {set_sql.format(t=_T)}
             WHERE id IN (
                 SELECT id FROM {_T}
-                WHERE state IN {_WAITING} AND queue {in_sql} AND eta <= %s
+                WHERE state IN {_WAITING} AND concurrency_key IS NULL
+                  AND queue {in_sql} AND eta <= %s
                 ORDER BY priority DESC, eta, id
                 LIMIT %s
             )
@@ -292,6 +409,121 @@ def claim(worker: str, queues: Sequence[str], limit: int, now: dt.datetime,
     # RETURNING does not keep the subquery's order.
     claimed.sort(key=lambda c: (-c.priority, str(c.eta), c.id))
     return claimed
+
+
+@dataclass
+class Limit:
+    """What bounds the claims of one task name: a rate (runs per second, across
+    the cluster) and/or a cap on unfinished-and-claimed rows per key."""
+
+    rate: float | None = None
+    cap: int | None = None
+
+
+def parse_rate(rate: str) -> float:
+    """``"10/s"``, ``"100/m"``, ``"1000/h"`` → runs per second."""
+    number, _, unit = rate.partition("/")
+    return float(number) / {"s": 1, "m": 60, "h": 3600}[unit]
+
+
+def claim_limited(worker: str, queues: Sequence[str], free: int, now: dt.datetime,
+                  lease_seconds: float, limits: dict[str, Limit]) -> tuple[list[Claimed],
+                                                                          dt.datetime | None]:
+    """Claim rows of rate-limited or capped tasks, within their limits.
+
+    Such rows carry a ``concurrency_key`` and are claimed here, one key at a
+    time, never by :func:`claim`. For a cap, a lock row per key serialises the
+    claimers while they count the key's held rows; for a rate, the task type's
+    GCRA row is locked and advanced in the same transaction as the claim, so
+    the limits hold across every worker. Returns the claimed rows and the
+    earliest time a rate limit allows the next run (to wake up then).
+    """
+    from .models import ConcurrencyLock, TaskType
+
+    conn = connection()
+    in_sql, in_params = _in_list(conn, list(queues))
+    with conn.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT concurrency_key, name FROM {_T} "
+            f"WHERE concurrency_key IS NOT NULL AND state IN {_WAITING} "
+            f"AND queue {in_sql} AND eta <= %s LIMIT 100",
+            [*in_params, _dt(conn, now)])
+        groups = cursor.fetchall()
+    claimed: list[Claimed] = []
+    wake: dt.datetime | None = None
+    lock_t = ConcurrencyLock._meta.db_table
+    type_t = TaskType._meta.db_table
+    for key, name in groups:
+        if free <= 0:
+            break
+        limit = limits.get(name, Limit())
+        with _write_transaction(conn) as cursor:
+            allowed = free
+            if limit.cap is not None:
+                cursor.execute(f"INSERT INTO {lock_t} (key) VALUES (%s) ON CONFLICT DO NOTHING",
+                               [key])
+                if is_postgres(conn):
+                    cursor.execute(f"SELECT key FROM {lock_t} WHERE key = %s FOR UPDATE", [key])
+                cursor.execute(f"SELECT count(*) FROM {_T} WHERE concurrency_key = %s "
+                               f"AND state IN {_HELD}", [key])
+                allowed = min(allowed, limit.cap - cursor.fetchone()[0])
+            tat = None
+            if limit.rate is not None and allowed > 0:
+                cursor.execute(
+                    f"INSERT INTO {type_t} (name, rate_limit, time_limit, soft_time_limit, "
+                    "rate_tat) VALUES (%s, '', NULL, NULL, NULL) ON CONFLICT DO NOTHING", [name])
+                lock = " FOR UPDATE" if is_postgres(conn) else ""
+                cursor.execute(f"SELECT rate_tat FROM {type_t} WHERE name = %s{lock}", [name])
+                tat = _to_datetime(conn, cursor.fetchone()[0])
+                if tat is not None and tat > now:
+                    allowed = 0
+                    wake = tat if wake is None else min(wake, tat)
+                else:
+                    allowed = min(allowed, 1)
+            if allowed <= 0:
+                continue
+            rows = _claim_key(cursor, conn, worker, key, in_sql, in_params, allowed, now,
+                              lease_seconds)
+            if rows and limit.rate is not None:
+                start = max(tat or now, now)
+                next_tat = start + dt.timedelta(seconds=len(rows) / limit.rate)
+                cursor.execute(f"UPDATE {type_t} SET rate_tat = %s WHERE name = %s",
+                               [_dt(conn, next_tat), name])
+                wake = next_tat if wake is None else min(wake, next_tat)
+        got = [_claimed(conn, row, now, None) for row in rows]
+        claimed.extend(got)
+        free -= len(got)
+    return claimed, wake
+
+
+def _claim_key(cursor: Any, conn: BaseDatabaseWrapper, worker: str, key: str, in_sql: str,
+               in_params: list[Any], limit: int, now: dt.datetime,
+               lease_seconds: float) -> list[Any]:
+    lease = now + dt.timedelta(seconds=lease_seconds)
+    skip = " FOR UPDATE SKIP LOCKED" if is_postgres(conn) else ""
+    cursor.execute(
+        f"UPDATE {_T} SET state = 'RECEIVED', worker = %s, received_at = %s, "
+        f"lease_expires = %s, attempt = attempt + 1 WHERE id IN ("
+        f"SELECT id FROM {_T} WHERE concurrency_key = %s AND state IN {_WAITING} "
+        f"AND queue {in_sql} AND eta <= %s ORDER BY priority DESC, eta, id LIMIT %s{skip}) "
+        f"RETURNING {_RETURNING}",
+        [worker, _dt(conn, now), _dt(conn, lease), key, *in_params, _dt(conn, now), limit])
+    return cursor.fetchall()
+
+
+def _to_datetime(conn: BaseDatabaseWrapper, value: Any) -> dt.datetime | None:
+    if value is None or (isinstance(value, dt.datetime) and value.tzinfo is not None):
+        return value
+    # SQLite's driver hands back text or a naive datetime (UTC).
+    return conn.ops.convert_datetimefield_value(value, None, conn)
+
+
+def task_types() -> dict[str, Any]:
+    """Per task name: the ``taskctl`` overrides (rate limit, time limits)."""
+    from .models import TaskType
+
+    return {t.name: t for t in TaskType.objects.using(db_alias()).exclude(
+        rate_limit="", time_limit=None, soft_time_limit=None)}
 
 
 def _claimed(conn: BaseDatabaseWrapper, row: Sequence[Any], now: dt.datetime,
@@ -390,9 +622,9 @@ def _settle_postgres(conn: BaseDatabaseWrapper, outcomes: Sequence[Outcome], wor
             "WHERE id = ANY(%s) AND worker = %s AND state = 'RECEIVED' RETURNING id)")
         params.extend((now, [c.db_id for c in to_start], worker))
         select = "SELECT id FROM started"
-    with conn.cursor() as cursor:
-        if retries:
-            _complete(cursor, conn, retries)
+    if retries:
+        complete(retries)
+    with _hot_cursor(conn) as cursor:
         if parts:
             cursor.execute("WITH " + ", ".join(parts) + " " + select, params)
             return {str(row[0]) for row in cursor.fetchall()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import inspect
 import numbers
 import random
@@ -16,7 +17,12 @@ from django.utils import timezone
 
 from . import serialization, states
 from .conf import settings
-from .exceptions import ImproperlyConfiguredTask, MaxRetriesExceededError, Retry
+from .exceptions import (
+    DuplicateTask,
+    ImproperlyConfiguredTask,
+    MaxRetriesExceededError,
+    Retry,
+)
 from .ids import uuid7
 from .registry import tasks as registry
 from .request import Request, current_request
@@ -120,6 +126,11 @@ class Task(Generic[P, R]):
         serializer: str | None = None,
         bind: bool = False,
         public_result: bool = False,
+        unique_key: Callable[..., str] | bool | None = None,
+        unique_for: float | None = None,
+        on_duplicate: str = "return",
+        concurrency_limit: int | None = None,
+        concurrency_key: str | None = None,
     ) -> None:
         if not callable(run):
             raise ImproperlyConfiguredTask(f"@task needs a function, not {run!r}")
@@ -168,6 +179,30 @@ class Task(Generic[P, R]):
         self.serializer = serializer
         self.bind = bool(bind)
         self.public_result = bool(public_result)
+        if unique_key is not None and not (unique_key is True or callable(unique_key)):
+            raise ImproperlyConfiguredTask(
+                f"{where} unique_key must be True (key = name + arguments) or a callable "
+                "taking the call's arguments and returning a string")
+        self.unique_key = unique_key
+        self.unique_for = _check_seconds(unique_for, f"{where} unique_for")
+        if on_duplicate not in ("return", "raise"):
+            raise ImproperlyConfiguredTask(f"{where} on_duplicate must be 'return' or 'raise'")
+        self.on_duplicate = on_duplicate
+        if concurrency_limit is not None and (not isinstance(concurrency_limit, int)
+                                              or isinstance(concurrency_limit, bool)
+                                              or concurrency_limit < 1):
+            raise ImproperlyConfiguredTask(f"{where} concurrency_limit must be an int >= 1")
+        self.concurrency_limit = concurrency_limit
+        if concurrency_key is not None:
+            if concurrency_limit is None:
+                raise ImproperlyConfiguredTask(
+                    f"{where} concurrency_key needs concurrency_limit")
+            params = self._signature.parameters if self._signature else {}
+            if concurrency_key not in params:
+                raise ImproperlyConfiguredTask(
+                    f"{where} concurrency_key {concurrency_key!r} is not an argument of "
+                    f"{self.name}")
+        self.concurrency_key = concurrency_key
         self.__doc__ = run.__doc__
         self.__name__ = getattr(run, "__name__", self.name)
         self.__module__ = run.__module__
@@ -217,6 +252,10 @@ class Task(Generic[P, R]):
         headers: dict[str, Any] | None = None,
         ignore_result: bool | None = None,
         acks_late: bool | None = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
     ) -> AsyncResult:
         """Enqueue a call with options; return its :class:`AsyncResult`.
 
@@ -233,6 +272,13 @@ class Task(Generic[P, R]):
         :param headers: a JSON-serializable dict stored with the task.
         :param ignore_result: do not store the return value.
         :param acks_late: re-run the task if its worker dies while running it.
+        :param time_limit: hard limit in seconds for this call (the process is killed).
+        :param soft_time_limit: seconds after which ``SoftTimeLimitExceeded`` is raised
+            inside the task.
+        :param unique_key: while a task with this key is unfinished, another call
+            with the key returns that task's result (or raises
+            :class:`~djtasks.exceptions.DuplicateTask` with ``on_duplicate="raise"``).
+        :param unique_for: the key stops holding after this many seconds.
         :raises TypeError, ValueError: for arguments or options that cannot work,
             naming the culprit; nothing is written then.
         :raises djtasks.exceptions.EncodeError: an argument cannot be serialized.
@@ -259,6 +305,11 @@ class Task(Generic[P, R]):
         if headers is not None and not isinstance(headers, dict):
             raise TypeError(f"headers must be a dict, not {type(headers).__name__}")
         tid = _task_id(task_id)
+        headers = dict(headers or {})
+        if time_limit is not None or soft_time_limit is not None:
+            headers["timelimit"] = [_check_seconds(soft_time_limit, "soft_time_limit"),
+                                    _check_seconds(time_limit, "time_limit")]
+        ukey, uuntil = self._unique(args, kwargs, unique_key, unique_for, now)
         content_type, payload = serialization.encode_arguments(
             self.name, args, kwargs,
             serializer or self.serializer or settings.TASK_SERIALIZER)
@@ -268,15 +319,50 @@ class Task(Generic[P, R]):
         message = task_queue.Message(
             id=tid, name=self.name, queue=queue_name, priority=prio,
             content_type=content_type, payload=payload, eta=run_at, created_at=now,
-            headers=headers or {}, expires=expires_at,
+            headers=headers, expires=expires_at,
             acks_late=self.acks_late if acks_late is None else bool(acks_late),
             ignore_result=self.ignore_result if ignore_result is None else bool(ignore_result),
             parent_id=_maybe_uuid(parent.id) if parent and not parent.is_eager else None,
             root_id=_maybe_uuid(parent.root_id or parent.id)
             if parent and not parent.is_eager else None,
+            unique_key=ukey, unique_until=uuntil,
+            concurrency_key=self._limit_key(args, kwargs),
         )
-        task_queue.enqueue([message])
+        existing = task_queue.enqueue([message])
+        if existing:
+            if self.on_duplicate == "raise":
+                raise DuplicateTask(f"a task with unique_key {ukey!r} is already waiting or "
+                                    f"running: {existing[0]}")
+            return AsyncResult(existing[0], task_name=self.name)
         return AsyncResult(tid, task_name=self.name)
+
+    def _unique(self, args: list[Any], kwargs: dict[str, Any], key: str | None,
+                unique_for: float | None, now: dt.datetime) -> tuple[str | None, Any]:
+        if key is None and self.unique_key is not None:
+            if self.unique_key is True:
+                digest = hashlib.sha256(serialization.encode_arguments(
+                    self.name, args, kwargs, "json")[1].encode()).hexdigest()[:32]
+                key = f"{self.name}:{digest}"
+            else:
+                key = self.unique_key(*args, **kwargs)
+        if key is None:
+            return None, None
+        if not isinstance(key, str) or not key or len(key) > 255:
+            raise ValueError(f"unique_key must be a non-empty string of at most 255 "
+                             f"characters, not {key!r}")
+        seconds = _check_seconds(unique_for, "unique_for") if unique_for is not None \
+            else self.unique_for
+        return key, (now + dt.timedelta(seconds=seconds) if seconds else None)
+
+    def _limit_key(self, args: list[Any], kwargs: dict[str, Any]) -> str | None:
+        """The key shared by rows under one rate limit or concurrency cap."""
+        if self.concurrency_key is not None and self._signature is not None:
+            bound = self._signature.bind(*((None,) if self.bind else ()), *args, **kwargs)
+            bound.apply_defaults()
+            return f"{self.name}:{bound.arguments.get(self.concurrency_key)}"[:255]
+        if self.concurrency_limit is not None or self.rate_limit is not None:
+            return self.name
+        return None
 
     def _check_arguments(self, args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
         if args is None:

@@ -96,4 +96,21 @@ class Migration(migrations.Migration):
             model_name='controlreply',
             constraint=models.UniqueConstraint(fields=('command', 'worker'), name='djtasks_control_one_reply'),
         ),
+        migrations.RemoveIndex(
+            model_name="taskrecord",
+            name="djtasks_task_ready_idx",
+        ),
+        migrations.AddIndex(
+            model_name="taskrecord",
+            index=models.Index(
+                models.F("queue"),
+                models.OrderBy(models.F("priority"), descending=True),
+                models.F("eta"),
+                models.F("id"),
+                condition=models.Q(
+                    ("state__in", ["PENDING", "RETRY"]), ("concurrency_key__isnull", True)
+                ),
+                name="djtasks_task_ready_idx",
+            ),
+        ),
     ]

@@ -29,6 +29,10 @@ def banner(worker: Worker) -> str:
         f"(prefetch ×{opts.prefetch_multiplier})",
         f"  wake-up:     {wake}, every {opts.poll_interval}s when idle",
         f"  lease:       {opts.lease_seconds}s",
+        *([f"  autoscale:   {opts.autoscale[1]}..{opts.autoscale[0]}"] if opts.autoscale else []),
+        *(["  limits:      threads pool: soft time limits only (a thread cannot be killed; "
+           "time_limit is not enforced)"] if opts.pool == "threads" else []),
+        *(["  limits:      solo pool: no time limits"] if opts.pool == "solo" else []),
         "  tasks:",
     ]
     names = registry.names()

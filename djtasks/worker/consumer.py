@@ -28,6 +28,7 @@ from ..conf import settings
 from ..registry import tasks as registry
 from .listener import Listener
 from .pools import POOLS, Job, Pool, lost
+from .failure_mail import FailureMailer
 from .remote import RemoteControl
 
 logger = logging.getLogger("djtasks.worker")
@@ -91,7 +92,14 @@ class Worker:
         self._queues_empty = False
         self.overrides: dict[str, tuple[float | None, float | None]] = {}  # time limits
         self.remote = RemoteControl(self)
+        self.mail_failures = FailureMailer(self.name)
+        self._idle_since = time.monotonic()
+        self._next_autoscale = 0.0
         self._next_control = 0.0
+        self.limits: dict[str, queue.Limit] = {}  # rate limits and caps by task name
+        self._rate_wake: Any = None  # when a rate limit next allows a run
+        self._linger_until = 0.0
+        self._limited_waiting = False  # rate-limited rows wait for their turn
 
     # -- the loop ------------------------------------------------------------
 
@@ -109,6 +117,12 @@ class Worker:
                 try:
                     self.step()
                 except _DB_ERRORS as exc:
+                    self._database_down(exc)
+                    continue
+                except Exception as exc:
+                    # A bug of ours must not take the worker down with tasks
+                    # in flight: log it, back off, carry on.
+                    logger.exception("unexpected error in the worker loop")
                     self._database_down(exc)
                     continue
                 if self.stopping and not self.pool.running() and not self.pending:
@@ -146,6 +160,7 @@ class Worker:
         self.processed += len(batch)
         for o in batch:
             _log_outcome(o)
+        self.mail_failures(batch)
         for c in to_start:
             if c.id in started:
                 self.pool.submit(self._job(c))
@@ -164,9 +179,16 @@ class Worker:
         limit = want - len(self.buffer) - running
         if limit <= 0:
             return
-        claimed = queue.claim(self.name, self._active_queues(), limit, self.now(),
-                              self.options.lease_seconds)
+        queues = self._active_queues()
+        now = self.now()
+        claimed = queue.claim(self.name, queues, limit, now, self.options.lease_seconds)
         self._queues_empty = len(claimed) < limit
+        if self.limits and len(claimed) < limit:
+            limited, self._rate_wake = queue.claim_limited(
+                self.name, queues, limit - len(claimed), now, self.options.lease_seconds,
+                self.limits)
+            claimed.extend(limited)
+            self._limited_waiting = self._rate_wake is not None
         for c in claimed:
             if c.name in registry:
                 signals.task_received.send(sender=registry.get(c.name), request=c)
@@ -201,19 +223,33 @@ class Worker:
         if self.listener is not None and not self.stopping and self.pool.free() > 0:
             waitables.extend(self.listener.waitables())
         timeout = min(self.options.poll_interval, self._until_side_duties())
+        if time.monotonic() < self._linger_until:
+            # Just woken by a NOTIFY: an enqueue that shared it (coalesced)
+            # may commit a moment later, so look again soon before sleeping.
+            timeout = min(timeout, 0.002)
+        if self._rate_wake is not None:
+            timeout = min(timeout, (self._rate_wake - self.now()).total_seconds())
+            self._rate_wake = None
         ready = wait_for(waitables, timeout=max(0.0, timeout))
         if self._signal_r in ready:
             self._read_signals()
         if self.listener is not None and any(w in ready for w in self.listener.waitables()):
-            if self.listener.drain().control:
+            wake = self.listener.drain()
+            if wake.control:
                 self._next_control = 0.0  # a control command or pause: answer now
+            if wake.work:
+                self._linger_until = time.monotonic() + 4 * queue.NOTIFY_COALESCE
         self._queues_empty = False
 
     # -- side duties ------------------------------------------------------------
 
     def side_duties(self) -> None:
         mono = time.monotonic()
+        if self.options.autoscale and mono >= self._next_autoscale:
+            self.autoscale(mono)
+            self._next_autoscale = mono + 1.0
         if mono >= self._next_control:
+            self.refresh_runtime_state()
             self.remote.poll()
             self._next_control = mono + CONTROL_POLL
         if mono >= self._next_heartbeat:
@@ -225,6 +261,41 @@ class Worker:
                 logger.warning("recovered tasks of stopped workers: %d re-queued, %d failed "
                                "(WorkerLostError)", rescued.requeued, rescued.lost)
             self._next_rescue = mono + max(1.0, self.options.lease_seconds / 2)
+
+    def autoscale(self, mono: float) -> None:
+        """``--autoscale MAX,MIN``: add processes while tasks wait for a slot;
+        remove one after a few idle seconds, down to MIN."""
+        high, low = self.options.autoscale or (0, 0)
+        size = self.pool.concurrency
+        busy = len(self.pool.running())
+        if busy < size:
+            self._idle_since = min(self._idle_since, mono)
+        else:
+            self._idle_since = mono
+        if self.buffer and self.pool.free() == 0 and size < high:
+            self.grow(min(high - size, len(self.buffer)))
+            logger.info("autoscale: grew the pool to %d", self.pool.concurrency)
+        elif not self.buffer and busy < size and size > low and mono - self._idle_since > 5:
+            self.shrink(1)
+            self._idle_since = mono
+            logger.info("autoscale: shrank the pool to %d", self.pool.concurrency)
+
+    def refresh_runtime_state(self) -> None:
+        """Re-read what ``taskctl`` can change for the whole cluster: paused
+        queues, and per task name rate limits and time limits."""
+        self.paused = queue.paused_queues()
+        types = queue.task_types()
+        self.overrides = {name: (t.soft_time_limit, t.time_limit) for name, t in types.items()
+                          if t.soft_time_limit is not None or t.time_limit is not None}
+        limits: dict[str, queue.Limit] = {}
+        for name in registry.names():
+            task = registry.get(name)
+            rate = types[name].rate_limit if name in types and types[name].rate_limit \
+                else task.rate_limit
+            if rate or task.concurrency_limit:
+                limits[name] = queue.Limit(queue.parse_rate(rate) if rate else None,
+                                           task.concurrency_limit)
+        self.limits = limits
 
     def heartbeat(self) -> None:
         now = self.now()
@@ -345,7 +416,7 @@ class Worker:
         if self.options.max_tasks is not None and self.processed >= self.options.max_tasks:
             self.begin_warm_shutdown("processed max_tasks")
         elif (self.options.burst and self._queues_empty and not self.buffer
-              and not self.pool.running()):
+              and not self.pool.running() and not self._limited_waiting):
             self.begin_warm_shutdown("queues empty (burst mode)")
 
     def _prepare_database(self) -> None:

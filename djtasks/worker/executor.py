@@ -18,6 +18,7 @@ from django.db import connections
 from django.utils import timezone
 
 from .. import serialization, signals, states
+from ..backends import execution as django_tasks
 from ..conf import settings
 from ..exceptions import DecodeError, NotRegistered, Reject, Retry
 from ..queue import Claimed, Outcome
@@ -137,6 +138,10 @@ def _execute(claimed: Claimed, hostname: str) -> Outcome:
                        runtime=runtime, exc_type=exc_type, exc_message=message,
                        traceback=trace)
 
+    if django_tasks.is_django_task(claimed):
+        # Enqueued through django.tasks (djtasks.backends.DatabaseBackend): the
+        # backend loads the task by its own rules, never through the registry.
+        return django_tasks.execute(claimed, hostname)
     try:
         task = registry.get(claimed.name)
     except NotRegistered as exc:

@@ -9,6 +9,7 @@ connection), and SQLite only polls.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,9 +57,36 @@ class Listener:
                 self.conn.autocommit = True
             self.conn.execute(f"LISTEN {queue.NOTIFY_CHANNEL}")
             self.conn.execute(f"LISTEN {CONTROL_CHANNEL}")
+            if not url and not self._probe():
+                logger.warning(
+                    "LISTEN gets no notifications through this connection (is it behind "
+                    "PgBouncer in transaction mode?): the worker polls every %ss. Set "
+                    "DJTASKS_LISTEN_DATABASE_URL to a direct connection for instant "
+                    "wake-ups.", settings.POLL_INTERVAL)
+                self.close()
         except Exception as exc:
             logger.warning("LISTEN connection failed (%s); polling until it is back", exc)
             self.close()
+
+    def _probe(self) -> bool:
+        """Send a NOTIFY through the main connection and see it arrive here."""
+        import select
+        import uuid
+
+        channel = f"djtasks_probe_{uuid.uuid4().hex[:12]}"
+        self.conn.execute(f"LISTEN {channel}")
+        with queue.connection().cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, 'probe')", [channel])
+        deadline = time.monotonic() + 2.0
+        found = False
+        while not found and time.monotonic() < deadline:
+            select.select([self.conn.fileno()], [], [], max(0.0, deadline - time.monotonic()))
+            pgconn = self.conn.pgconn
+            pgconn.consume_input()
+            while (n := pgconn.notifies()) is not None:
+                found = found or n.relname.decode() == channel
+        self.conn.execute(f"UNLISTEN {channel}")
+        return found
 
     def waitables(self) -> list[Any]:
         if self.conn is None or self.conn.closed:

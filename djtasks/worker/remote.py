@@ -36,10 +36,9 @@ class RemoteControl:
         self.seen: set[str] = set()
 
     def poll(self) -> None:
-        """Run every command for this worker not yet answered, and refresh paused queues."""
+        """Run every command for this worker not yet answered."""
         from ..models import ControlCommand
 
-        self.worker.paused = queue.paused_queues()
         now = timezone.now()
         commands = (ControlCommand.objects.using(queue.db_alias())
                     .filter(created_at__gte=self.since, expires_at__gt=now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -15,6 +16,17 @@ from djtasks.worker.consumer import Worker, WorkerOptions, default_hostname, exp
 from djtasks.worker.pools import POOLS
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _autoscale(value: str) -> tuple[int, int]:
+    high, _, low = value.partition(",")
+    try:
+        pair = (int(high), int(low or 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--autoscale takes MAX,MIN, not {value!r}") from None
+    if pair[1] < 1 or pair[0] < pair[1]:
+        raise argparse.ArgumentTypeError(f"--autoscale needs MAX >= MIN >= 1, not {value!r}")
+    return pair
 
 
 def _positive_int(value: str) -> int:
@@ -43,6 +55,13 @@ class Command(BaseCommand):
                             choices=LEVELS, help="log level of the worker's messages")
         parser.add_argument("--max-tasks-per-child", type=_positive_int, default=None,
                             help="replace a prefork child after this many tasks")
+        parser.add_argument("--max-memory-per-child", type=_positive_int, default=None,
+                            metavar="KIB",
+                            help="replace a prefork child after a task leaves it above this "
+                            "resident memory (KiB)")
+        parser.add_argument("--autoscale", type=_autoscale, default=None, metavar="MAX,MIN",
+                            help="grow the pool up to MAX while tasks wait, shrink to MIN "
+                            "when idle")
         parser.add_argument("--prefetch-multiplier", type=_positive_int, default=None,
                             help="claim up to concurrency × this many tasks at once")
         parser.add_argument("--poll-interval", type=float, default=None,
@@ -55,13 +74,20 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.check(display_num_errors=False)
+        if options["pool"] != "prefork" and (options["max_tasks_per_child"]
+                                             or options["max_memory_per_child"]):
+            raise CommandError("--max-tasks-per-child and --max-memory-per-child need the "
+                               "prefork pool")
+        if options["pool"] == "solo" and options["autoscale"]:
+            raise CommandError("--autoscale needs the prefork or threads pool")
         queues = [q.strip() for q in (options["queues"] or settings.DEFAULT_QUEUE).split(",")
                   if q.strip()]
         if not queues:
             raise CommandError("-Q needs at least one queue name")
         opts = WorkerOptions(
             queues=queues,
-            concurrency=options["concurrency"] or os.cpu_count() or 1,
+            concurrency=(options["autoscale"][1] if options["autoscale"]
+                         else options["concurrency"] or os.cpu_count() or 1),
             pool=options["pool"],
             hostname=expand_hostname(options["hostname"]) if options["hostname"]
             else default_hostname(),
@@ -69,6 +95,8 @@ class Command(BaseCommand):
             poll_interval=options["poll_interval"] or settings.POLL_INTERVAL,
             lease_seconds=settings.VISIBILITY_TIMEOUT,
             max_tasks_per_child=options["max_tasks_per_child"],
+            max_memory_per_child=options["max_memory_per_child"],
+            autoscale=options["autoscale"],
             max_tasks=options["max_tasks"],
             burst=options["burst"],
         )
