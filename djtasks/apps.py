@@ -13,8 +13,11 @@ class DjtasksConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401 - registers the system checks
+        from . import http  # noqa: F401 - registers the built-in task djtasks.http.dispatch
+        from .canvas import register_builtin_tasks
         from .conf import settings
 
+        register_builtin_tasks()
         # Like admin.py: every installed app's tasks.py registers its tasks.
         autodiscover_modules("tasks")
         for module in settings.IMPORTS or ():

@@ -110,6 +110,30 @@ class TaskRecord(models.Model):
         return f"{self.name}[{self.id}] {self.state}"
 
 
+class TaskGroup(models.Model):
+    """A group of tasks (``group``), or a chord's header with the body to run after it.
+
+    ``remaining`` counts members not finished; it is decremented in the same
+    transaction that records each member's final state, so exactly one
+    member's transaction sees it reach zero and enqueues the body.
+    """
+
+    id = models.UUIDField(primary_key=True)
+    member_ids = models.JSONField(default=list)
+    size = models.IntegerField()
+    remaining = models.IntegerField()
+    failed = models.BooleanField(default=False)
+    body = models.JSONField(null=True, blank=True, help_text="the chord body signature")
+    body_id = models.UUIDField(null=True, blank=True, help_text="the chord's result id")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "task group"
+
+    def __str__(self) -> str:
+        return f"{'chord' if self.body else 'group'} {self.id}"
+
+
 class TaskType(models.Model):
     """Cluster-wide state of one task name: runtime overrides and its rate limiter."""
 

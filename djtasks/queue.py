@@ -24,6 +24,7 @@ from typing import Any
 
 from django.db import IntegrityError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils import timezone
 
 from . import states
 from .conf import settings
@@ -75,6 +76,11 @@ class Message:
     unique_key: str | None = None
     unique_until: dt.datetime | None = None
     concurrency_key: str | None = None
+    # A row that is final from the start (a chain step that will never run).
+    state: str = states.PENDING
+    exc_type: str = ""
+    exc_message: str = ""
+    done_at: dt.datetime | None = None
 
 
 @dataclass
@@ -117,6 +123,17 @@ class Outcome:
     retry_eta: dt.datetime | None = None
     new_payload: str | None = None  # retry(args=..., kwargs=...) replaces the arguments
     task_name: str = ""  # for logs only
+    # Workflow: rows to insert with this outcome (only if it is applied), chain
+    # steps that will not run (name, id, reason), the chord this task is in.
+    followups: Any = None
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)
+    chord_id: str | None = None
+    root_id: str | None = None
+
+    @property
+    def has_workflow(self) -> bool:
+        return bool(self.followups and self.followups.messages) or bool(
+            self.skipped) or self.chord_id is not None
 
 
 # -- helpers ------------------------------------------------------------------
@@ -124,13 +141,11 @@ class Outcome:
 _INSERT_FIELDS = [
     "id", "name", "queue", "priority", "state", "content_type", "payload", "headers",
     "eta", "expires", "acks_late", "ignore_result", "created_at", "parent_id",
-    "root_id", "group_id", "unique_key", "unique_until", "concurrency_key",
+    "root_id", "group_id", "unique_key", "unique_until", "concurrency_key", "exc_type",
+    "exc_message", "done_at",
 ]
 _FIELDS = {f: TaskRecord._meta.get_field(f) for f in _INSERT_FIELDS}
-_DEFAULTS_SQL = (
-    "retries, attempt, worker, result_content_type, custom_state, exc_type, "
-    "exc_message, traceback"
-)
+_DEFAULTS_SQL = "retries, attempt, worker, result_content_type, custom_state, traceback"
 
 
 def _prep(conn: BaseDatabaseWrapper, name: str, value: Any) -> Any:
@@ -262,16 +277,17 @@ def enqueue(messages: Sequence[Message]) -> list[str]:
 def _insert(conn: BaseDatabaseWrapper, messages: Sequence[Message], suffix: str,
             notify: Sequence[str]) -> list[Any]:
     columns = ", ".join(_INSERT_FIELDS) + ", " + _DEFAULTS_SQL
-    row_sql = "(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ", 0, 0, '', '', '', '', '', '')"
+    row_sql = "(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ", 0, 0, '', '', '', '')"
     params: list[Any] = []
     for m in messages:
         params.extend((
-            _prep(conn, "id", m.id), m.name, m.queue, m.priority, states.PENDING,
+            _prep(conn, "id", m.id), m.name, m.queue, m.priority, m.state,
             m.content_type, m.payload, _prep(conn, "headers", m.headers),
             _dt(conn, m.eta), _dt(conn, m.expires), m.acks_late, m.ignore_result,
             _dt(conn, m.created_at), _prep(conn, "parent_id", m.parent_id),
             _prep(conn, "root_id", m.root_id), _prep(conn, "group_id", m.group_id),
-            m.unique_key, _dt(conn, m.unique_until), m.concurrency_key,
+            m.unique_key, _dt(conn, m.unique_until), m.concurrency_key, m.exc_type,
+            m.exc_message, _dt(conn, m.done_at),
         ))
     insert = (f"INSERT INTO {_T} ({columns}) VALUES " + ", ".join([row_sql] * len(messages))
               + suffix + " RETURNING id")
@@ -575,11 +591,134 @@ def settle(outcomes: Sequence[Outcome], worker: str, to_start: Sequence[Claimed]
     if not outcomes and not to_start:
         return set()
     conn = connection()
+    if any(o.has_workflow for o in outcomes):
+        return _settle_workflow(conn, outcomes, worker, to_start, now)
     if is_postgres(conn):
         return _settle_postgres(conn, outcomes, worker, to_start, now)
     with _write_transaction(conn) as cursor:
         _complete(cursor, conn, outcomes)
         return _start(cursor, conn, worker, to_start, now)
+
+
+def _settle_workflow(conn: BaseDatabaseWrapper, outcomes: Sequence[Outcome], worker: str,
+                     to_start: Sequence[Claimed], now: dt.datetime) -> set[str]:
+    """Like :func:`settle`, and in the same transaction the rows a workflow
+    step leaves behind: next steps, callbacks, a chord's body. They are
+    written only for outcomes that were applied (not fenced off)."""
+    with _write_transaction(conn) as cursor:
+        for o in outcomes:
+            applied = _complete_one(cursor, conn, o)
+            if not applied or o.state == states.RETRY:
+                continue
+            if o.followups is not None:
+                _write_plan(conn, o.followups)
+            if o.skipped:
+                _insert(conn, [_final_message(name, tid, states.REVOKED, REVOKED_ERROR, why, now)
+                               for name, tid, why in o.skipped], "", [])
+            if o.chord_id is not None:
+                _chord_member_done(cursor, conn, o, now)
+        return _start(cursor, conn, worker, to_start, now)
+
+
+def _complete_one(cursor: Any, conn: BaseDatabaseWrapper, o: Outcome) -> bool:
+    _complete(cursor, conn, [o])  # one row: a plain execute, so rowcount is exact
+    return cursor.rowcount == 1
+
+
+def _final_message(name: str, task_id: str, state: str, exc_type: str, reason: str,
+                   now: dt.datetime) -> Message:
+    return Message(id=uuid.UUID(task_id), name=name, queue="-", priority=0,
+                   content_type="application/json", payload="[[], {}]", eta=now,
+                   created_at=now, state=state, exc_type=exc_type, exc_message=reason,
+                   done_at=now)
+
+
+def _chord_member_done(cursor: Any, conn: BaseDatabaseWrapper, o: Outcome,
+                       now: dt.datetime) -> None:
+    """Count a chord member out; the one that counts the last runs the body.
+
+    The counter row is locked by the UPDATE until this transaction commits,
+    so two members finishing at once are counted one after the other.
+    """
+    from .canvas import ChordError, Signature
+    from .models import TaskGroup
+
+    group_t = TaskGroup._meta.db_table
+    gid = _db_id(conn, o.chord_id)
+    cursor.execute(f"UPDATE {group_t} SET remaining = remaining - 1 WHERE id = %s "
+                   "RETURNING remaining, failed, body", [gid])
+    row = cursor.fetchone()
+    if row is None:
+        return
+    remaining, failed, body = row
+    body = _json_value(body) if body is not None else None
+    if body is None:
+        return
+    body_sig = Signature.from_dict(body)
+    parent = (o.task_id, o.root_id or o.task_id)
+    if o.state != states.SUCCESS:
+        cursor.execute(f"UPDATE {group_t} SET failed = %s WHERE id = %s AND failed = %s",
+                       [True, gid, False])
+        if cursor.rowcount == 1:
+            reason = (f"chord member {o.task_name}[{o.task_id}] failed: "
+                      f"{o.exc_type.rpartition('.')[2]}: {o.exc_message}")
+            _insert(conn, [_final_message(leaf.task, leaf.id or "", states.FAILURE,
+                                          f"{ChordError.__module__}.ChordError", reason, now)
+                           for leaf in body_sig.leaves() if leaf.id], "", [])
+            from .canvas import Plan
+
+            plan = Plan()
+            for errback in body_sig.options.get("link_error") or []:
+                plan.extend(Signature.from_dict(errback).plan((body_sig.last().id,), (),
+                                                              parent))
+            _write_plan(conn, plan)
+        return
+    if remaining != 0 or failed:
+        return
+    from . import serialization
+
+    cursor.execute(f"SELECT headers, result, result_content_type FROM {_T} "
+                   "WHERE group_id = %s", [gid])
+    members = sorted(cursor.fetchall(), key=lambda r: _json_value(r[0]).get("group_index", 0))
+    results = [serialization.decode(ct, res) if res is not None else None
+               for _, res, ct in members]
+    _write_plan(conn, body_sig.plan((results,), (), parent))
+
+
+def write_plan(plan: Any) -> None:
+    """Insert a canvas plan (groups and task rows) in one transaction."""
+    conn = connection()
+    with transaction.atomic(using=conn.alias):
+        _write_plan(conn, plan)
+
+
+def _write_plan(conn: BaseDatabaseWrapper, plan: Any) -> None:
+    # Raw statements, not the ORM: this may run inside the worker's own
+    # BEGIN IMMEDIATE on SQLite, where the ORM would try to open another.
+    from .models import TaskGroup
+
+    if plan.groups:
+        meta = TaskGroup._meta
+        f = {name: meta.get_field(name) for name in
+             ("id", "member_ids", "body", "body_id", "created_at")}
+        params: list[Any] = []
+        for g in plan.groups:
+            params.extend((
+                f["id"].get_db_prep_save(g.id, conn),
+                f["member_ids"].get_db_prep_save(g.member_ids, conn),
+                len(g.member_ids), len(g.member_ids), False,
+                f["body"].get_db_prep_save(g.body, conn),
+                f["body_id"].get_db_prep_save(
+                    uuid.UUID(g.body_id) if g.body_id else None, conn),
+                f["created_at"].get_db_prep_save(timezone.now(), conn),
+            ))
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {meta.db_table} (id, member_ids, size, remaining, failed, body, "
+                "body_id, created_at) VALUES "
+                + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(plan.groups)), params)
+    if plan.messages:
+        enqueue(plan.messages)
 
 
 _FINAL_COLUMNS = (

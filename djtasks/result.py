@@ -145,7 +145,11 @@ class AsyncResult:
         return row["runtime"] if row else None
 
     @property
-    def parent(self) -> AsyncResult | None:
+    def parent(self) -> AsyncResult | GroupResult | None:
+        """The result of the step before this one (chains, chord bodies)."""
+        known = getattr(self, "_parent", None)
+        if known is not None:
+            return known
         row = self._fetch()
         if row is None or row["parent_id"] is None:
             return None
@@ -268,3 +272,71 @@ class EagerResult(AsyncResult):
 
     def forget(self) -> None:
         pass
+
+
+class GroupResult:
+    """The results of a ``group``, in the order of its members."""
+
+    def __init__(self, id: Any, results: list[AsyncResult]) -> None:  # noqa: A002
+        self.id = str(id)
+        self.results = list(results)
+
+    def __repr__(self) -> str:
+        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Any:
+        return iter(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult:
+        return self.results[index]
+
+    @classmethod
+    def restore(cls, group_id: Any) -> GroupResult | None:
+        """Load a group's result handle by its id (``None`` if unknown)."""
+        from . import queue
+        from .models import TaskGroup
+
+        members = (TaskGroup.objects.using(queue.db_alias()).filter(pk=group_id)
+                   .values_list("member_ids", flat=True).first())
+        if members is None:
+            return None
+        return cls(group_id, [AsyncResult(m) for m in members])
+
+    def ready(self) -> bool:
+        return all(r.ready() for r in self.results)
+
+    def successful(self) -> bool:
+        return all(r.successful() for r in self.results)
+
+    def failed(self) -> bool:
+        return any(r.failed() for r in self.results)
+
+    def waiting(self) -> bool:
+        return not self.ready()
+
+    def completed_count(self) -> int:
+        """How many members finished successfully."""
+        return sum(1 for r in self.results if r.successful())
+
+    def revoke(self, terminate: bool = False) -> None:
+        for r in self.results:
+            r.revoke(terminate=terminate)
+
+    def forget(self) -> None:
+        for r in self.results:
+            r.forget()
+
+    def get(self, timeout: float | None = None, propagate: bool = True,
+            interval: float = 0.05) -> list[Any]:
+        """Wait for every member; return their results in order."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        values = []
+        for r in self.results:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            values.append(r.get(timeout=left, propagate=propagate, interval=interval))
+        return values
+
+    join = get

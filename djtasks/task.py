@@ -15,6 +15,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from django.utils import timezone
 
+from . import compression as compressors
 from . import serialization, states
 from .conf import settings
 from .exceptions import (
@@ -124,6 +125,7 @@ class Task(Generic[P, R]):
         acks_late: bool | None = None,
         ignore_result: bool = False,
         serializer: str | None = None,
+        compression: str | None = None,
         bind: bool = False,
         public_result: bool = False,
         unique_key: Callable[..., str] | bool | None = None,
@@ -177,6 +179,12 @@ class Task(Generic[P, R]):
             except ValueError as exc:
                 raise ImproperlyConfiguredTask(f"{where} {exc}") from None
         self.serializer = serializer
+        if compression is not None:
+            try:
+                compressors.get(compression)
+            except ValueError as exc:
+                raise ImproperlyConfiguredTask(f"{where} {exc}") from None
+        self.compression = compression
         self.bind = bool(bind)
         self.public_result = bool(public_result)
         if unique_key is not None and not (unique_key is True or callable(unique_key)):
@@ -249,6 +257,7 @@ class Task(Generic[P, R]):
         priority: int | None = None,
         task_id: str | uuid.UUID | None = None,
         serializer: str | None = None,
+        compression: str | None = None,
         headers: dict[str, Any] | None = None,
         ignore_result: bool | None = None,
         acks_late: bool | None = None,
@@ -256,6 +265,8 @@ class Task(Generic[P, R]):
         soft_time_limit: float | None = None,
         unique_key: str | None = None,
         unique_for: float | None = None,
+        link: Any = None,
+        link_error: Any = None,
     ) -> AsyncResult:
         """Enqueue a call with options; return its :class:`AsyncResult`.
 
@@ -269,6 +280,8 @@ class Task(Generic[P, R]):
         :param priority: -100..100, higher runs first.
         :param task_id: the id to use (a UUID or its string).
         :param serializer: serializer name for the arguments.
+        :param compression: ``"zlib"`` or ``"bzip2"`` to compress the arguments
+            (default: the task's, else ``DJTASKS_COMPRESSION``).
         :param headers: a JSON-serializable dict stored with the task.
         :param ignore_result: do not store the return value.
         :param acks_late: re-run the task if its worker dies while running it.
@@ -279,9 +292,55 @@ class Task(Generic[P, R]):
             with the key returns that task's result (or raises
             :class:`~djtasks.exceptions.DuplicateTask` with ``on_duplicate="raise"``).
         :param unique_for: the key stops holding after this many seconds.
+        :param link: a signature (or list) to call with the result on success.
+        :param link_error: a signature (or list) to call with the task id on failure.
         :raises TypeError, ValueError: for arguments or options that cannot work,
             naming the culprit; nothing is written then.
         :raises djtasks.exceptions.EncodeError: an argument cannot be serialized.
+        :raises djtasks.serialization.PayloadTooLarge: the serialized arguments
+            exceed ``DJTASKS_MAX_PAYLOAD_BYTES``.
+        """
+        from . import queue as task_queue
+
+        if settings.ALWAYS_EAGER:
+            args, kwargs = self._check_arguments(args, kwargs)
+            serialization.encode_arguments(self.name, args, kwargs,
+                                           serializer or self.serializer
+                                           or settings.TASK_SERIALIZER,
+                                           compression or self.compression)
+            result = self.apply(args, kwargs, task_id=task_id,
+                                _propagate=settings.EAGER_PROPAGATES)
+            _run_links_eagerly(result, link, link_error)
+            return result
+        message = self.build_message(
+            args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
+            priority=priority, task_id=task_id, serializer=serializer,
+            compression=compression, headers=headers,
+            ignore_result=ignore_result, acks_late=acks_late, time_limit=time_limit,
+            soft_time_limit=soft_time_limit, unique_key=unique_key, unique_for=unique_for,
+            link=link, link_error=link_error)
+        existing = task_queue.enqueue([message])
+        if existing:
+            if self.on_duplicate == "raise":
+                raise DuplicateTask(f"a task with unique_key {message.unique_key!r} is "
+                                    f"already waiting or running: {existing[0]}")
+            return AsyncResult(existing[0], task_name=self.name)
+        return AsyncResult(message.id, task_name=self.name)
+
+    def build_message(
+        self, args: Any = None, kwargs: Any = None, *, countdown: float | None = None,
+        eta: dt.datetime | None = None, expires: Any = _UNSET, queue: str | None = None,
+        priority: int | None = None, task_id: Any = None, serializer: str | None = None,
+        compression: str | None = None,
+        headers: dict[str, Any] | None = None, ignore_result: bool | None = None,
+        acks_late: bool | None = None, time_limit: float | None = None,
+        soft_time_limit: float | None = None, unique_key: str | None = None,
+        unique_for: float | None = None, link: Any = None, link_error: Any = None,
+        parent_id: Any = None, root_id: Any = None, group_id: Any = None,
+    ) -> Any:
+        """Validate a call and return the row to insert (a ``queue.Message``), writing nothing.
+
+        ``apply_async`` and the canvas use it; it raises the same errors.
         """
         from . import queue as task_queue
 
@@ -309,32 +368,30 @@ class Task(Generic[P, R]):
         if time_limit is not None or soft_time_limit is not None:
             headers["timelimit"] = [_check_seconds(soft_time_limit, "soft_time_limit"),
                                     _check_seconds(time_limit, "time_limit")]
+        for key, callbacks in (("link", link), ("link_error", link_error)):
+            if callbacks is not None:
+                from .canvas import callbacks_to_dicts
+
+                headers[key] = headers.get(key, []) + callbacks_to_dicts(callbacks, key)
         ukey, uuntil = self._unique(args, kwargs, unique_key, unique_for, now)
         content_type, payload = serialization.encode_arguments(
             self.name, args, kwargs,
-            serializer or self.serializer or settings.TASK_SERIALIZER)
+            serializer or self.serializer or settings.TASK_SERIALIZER,
+            compression or self.compression)
         parent = current_request.get()
-        if settings.ALWAYS_EAGER:
-            return self.apply(args, kwargs, task_id=tid, _propagate=settings.EAGER_PROPAGATES)
-        message = task_queue.Message(
+        if parent_id is None and parent is not None and not parent.is_eager:
+            parent_id, root_id = parent.id, root_id or parent.root_id or parent.id
+        return task_queue.Message(
             id=tid, name=self.name, queue=queue_name, priority=prio,
             content_type=content_type, payload=payload, eta=run_at, created_at=now,
             headers=headers, expires=expires_at,
             acks_late=self.acks_late if acks_late is None else bool(acks_late),
             ignore_result=self.ignore_result if ignore_result is None else bool(ignore_result),
-            parent_id=_maybe_uuid(parent.id) if parent and not parent.is_eager else None,
-            root_id=_maybe_uuid(parent.root_id or parent.id)
-            if parent and not parent.is_eager else None,
+            parent_id=_maybe_uuid(parent_id), root_id=_maybe_uuid(root_id or parent_id),
+            group_id=_maybe_uuid(group_id),
             unique_key=ukey, unique_until=uuntil,
             concurrency_key=self._limit_key(args, kwargs),
         )
-        existing = task_queue.enqueue([message])
-        if existing:
-            if self.on_duplicate == "raise":
-                raise DuplicateTask(f"a task with unique_key {ukey!r} is already waiting or "
-                                    f"running: {existing[0]}")
-            return AsyncResult(existing[0], task_name=self.name)
-        return AsyncResult(tid, task_name=self.name)
 
     def _unique(self, args: list[Any], kwargs: dict[str, Any], key: str | None,
                 unique_for: float | None, now: dt.datetime) -> tuple[str | None, Any]:
@@ -415,6 +472,45 @@ class Task(Generic[P, R]):
             raise result.result
         return result
 
+    # -- canvas ----------------------------------------------------------------
+
+    def s(self, *args: Any, **kwargs: Any) -> Any:
+        """A signature of this task with these arguments (more can be prepended later)."""
+        from .canvas import Signature
+
+        return Signature(self.name, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Any:
+        """An immutable signature: a chain's previous result is not passed to it."""
+        from .canvas import Signature
+
+        return Signature(self.name, args, kwargs, immutable=True)
+
+    def signature(self, args: Any = (), kwargs: dict[str, Any] | None = None,
+                  **options: Any) -> Any:
+        """A signature with call options: ``task.signature((2, 2), countdown=10)``."""
+        from .canvas import Signature
+
+        return Signature(self.name, args or (), kwargs, options)
+
+    subtask = signature
+
+    def map(self, iterable: Any) -> Any:
+        """One task running this one on each item: ``xmap``."""
+        from .canvas import xmap
+
+        return xmap(self, iterable)
+
+    def starmap(self, iterable: Any) -> Any:
+        from .canvas import xstarmap
+
+        return xstarmap(self, iterable)
+
+    def chunks(self, iterable: Any, n: int) -> Any:
+        from .canvas import chunks
+
+        return chunks(self, iterable, n)
+
     # -- inside a bound task -------------------------------------------------
 
     def retry(self, args: Any = None, kwargs: Any = None, exc: BaseException | None = None,
@@ -483,6 +579,17 @@ class Task(Generic[P, R]):
             return backoff_countdown(retries, factor, self.retry_backoff_max or 600,
                                      self.retry_jitter)
         return float(self.retry_kwargs.get("countdown", self.default_retry_delay))
+
+
+def _run_links_eagerly(result: EagerResult, link: Any, link_error: Any) -> None:
+    from .canvas import callbacks_to_signatures
+
+    if result.state == states.SUCCESS and link is not None:
+        for sig in callbacks_to_signatures(link):
+            sig.apply_async((result.result,))
+    elif result.state == states.FAILURE and link_error is not None:
+        for sig in callbacks_to_signatures(link_error):
+            sig.apply_async((result.id,))
 
 
 def _task_id(task_id: Any) -> uuid.UUID:

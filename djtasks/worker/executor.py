@@ -126,6 +126,10 @@ def execute(claimed: Claimed, hostname: str) -> Outcome:
     try:
         outcome = _execute(claimed, hostname)
         outcome.task_name = claimed.name
+        outcome.root_id = claimed.root_id
+        value = outcome.__dict__.pop("_value", None)
+        if claimed.headers:
+            _plan_workflow(claimed, outcome, value)
         return outcome
     finally:
         _drop_broken_connections()
@@ -148,7 +152,10 @@ def _execute(claimed: Claimed, hostname: str) -> Outcome:
         # Only names in the registry ever run: a row cannot name arbitrary code.
         return failure("djtasks.exceptions.NotRegistered", str(exc))
     try:
-        args, kwargs = serialization.decode_arguments(claimed.content_type, claimed.payload)
+        # Verifies the signature (task name, content type, payload) before
+        # anything is decoded; refused rows never run.
+        args, kwargs = serialization.decode_arguments(claimed.content_type, claimed.payload,
+                                                      task_name=claimed.name)
     except DecodeError as exc:
         return failure(type_name(exc), f"cannot decode the arguments: {exc}")
     request = Request(
@@ -162,24 +169,29 @@ def _execute(claimed: Claimed, hostname: str) -> Outcome:
     done = timezone.now()
     if run.state == states.SUCCESS:
         if claimed.ignore_result or task.ignore_result:
-            return Outcome(claimed.id, claimed.attempt, states.SUCCESS, done, run.runtime)
-        try:
-            content_type, text = serialization.encode(run.value, settings.RESULT_SERIALIZER)
-        except Exception as exc:
-            return failure(type_name(exc), f"the return value cannot be stored: {exc}",
-                           runtime=run.runtime)
-        return Outcome(claimed.id, claimed.attempt, states.SUCCESS, done, run.runtime,
-                       result=text, result_content_type=content_type)
+            outcome = Outcome(claimed.id, claimed.attempt, states.SUCCESS, done, run.runtime)
+        else:
+            try:
+                content_type, text = serialization.encode(run.value,
+                                                          settings.RESULT_SERIALIZER)
+            except Exception as exc:
+                return failure(type_name(exc), f"the return value cannot be stored: {exc}",
+                               runtime=run.runtime)
+            outcome = Outcome(claimed.id, claimed.attempt, states.SUCCESS, done, run.runtime,
+                              result=text, result_content_type=content_type)
+        outcome.__dict__["_value"] = run.value  # for the workflow; never pickled
+        return outcome
     exc = run.exc
     assert exc is not None
     if run.state == states.RETRY:
         new_payload = None
         if run.retry_args is not None or run.retry_kwargs is not None:
             try:
-                _, new_payload = serialization.encode_arguments(
-                    task.name, run.retry_args if run.retry_args is not None else args,
-                    run.retry_kwargs if run.retry_kwargs is not None else kwargs,
-                    task.serializer or settings.TASK_SERIALIZER)
+                # The row keeps its content type: encode (and sign) to match it.
+                new_payload = serialization.reencode_arguments(
+                    task.name, claimed.content_type,
+                    run.retry_args if run.retry_args is not None else args,
+                    run.retry_kwargs if run.retry_kwargs is not None else kwargs)
             except Exception as enc_exc:
                 return failure(type_name(enc_exc), f"retry arguments cannot be stored: {enc_exc}",
                                runtime=run.runtime)
@@ -191,6 +203,30 @@ def _execute(claimed: Claimed, hostname: str) -> Outcome:
         logger.info("task %s[%s] rejected itself: %s", task.name, claimed.id, exc)
     return Outcome(claimed.id, claimed.attempt, states.FAILURE, done, run.runtime,
                    exc_type=type_name(exc), exc_message=_message(exc), traceback=run.traceback)
+
+
+def _plan_workflow(claimed: Claimed, outcome: Outcome, value: Any) -> None:
+    """Attach what comes next in a workflow to the outcome, to be written with it."""
+    from .. import canvas
+
+    headers = claimed.headers
+    outcome.chord_id = headers.get("chord")
+    if outcome.state == states.RETRY:
+        return
+    try:
+        if outcome.state == states.SUCCESS:
+            if headers.get("chain") or headers.get("link"):
+                outcome.followups = canvas.after_success(headers, claimed.id, claimed.root_id,
+                                                         value)
+        elif headers.get("chain") or headers.get("link_error"):
+            reason = f"{outcome.exc_type.rpartition('.')[2]}: {outcome.exc_message}"
+            outcome.followups, outcome.skipped = canvas.after_failure(
+                headers, claimed.id, claimed.root_id, reason)
+    except Exception as exc:
+        # The step itself is done; say why the rest of its workflow is not.
+        logger.exception("could not plan the next steps of %s[%s]", claimed.name, claimed.id)
+        outcome.followups = None
+        outcome.traceback += f"\n[djtasks] the next workflow steps could not be built: {exc}"
 
 
 def _message(exc: BaseException) -> str:

@@ -74,6 +74,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.check(display_num_errors=False)
+        _require_migrations()
         if options["pool"] != "prefork" and (options["max_tasks_per_child"]
                                              or options["max_memory_per_child"]):
             raise CommandError("--max-tasks-per-child and --max-memory-per-child need the "
@@ -105,6 +106,21 @@ class Command(BaseCommand):
         self.stdout.write(banner(worker))
         self.stdout.flush()
         worker.run()
+
+
+def _require_migrations() -> None:
+    """Refuse to start on a database whose djtasks tables are missing or old."""
+    from django.db import connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    alias = settings.DATABASE
+    executor = MigrationExecutor(connections[alias])
+    pending = [m for m, _ in executor.migration_plan(executor.loader.graph.leaf_nodes())
+               if m.app_label == "djtasks"]
+    if pending:
+        raise CommandError(
+            f"the djtasks tables in database {alias!r} are not up to date "
+            f"({len(pending)} migration(s) not applied): run `python manage.py migrate`")
 
 
 def _configure_logging(level: str) -> None:
