@@ -301,6 +301,7 @@ class _Child:
     jobs: deque[Job] = field(default_factory=deque)  # jobs[0] runs, the rest wait
     started: float = 0.0  # when jobs[0] started, as near as the parent can tell
     retiring: bool = False  # shrinking: takes no more jobs, exits when done
+    given: int = 0  # jobs handed to it in its life (it exits after max_tasks_per_child)
 
 
 class PreforkPool(Pool):
@@ -335,7 +336,10 @@ class PreforkPool(Pool):
         return 1 if self.max_tasks_per_child or self.max_memory_per_child else DEPTH
 
     def _open(self) -> list[_Child]:
-        return [c for c in self._children if not c.retiring and c.process.is_alive()]
+        # A child that has been given its last task before --max-tasks-per-child
+        # exits after it: a job sent to it then would never run.
+        return [c for c in self._children if not c.retiring and c.process.is_alive()
+                and not (self.max_tasks_per_child and c.given >= self.max_tasks_per_child)]
 
     def free(self) -> int:
         depth = self._depth()
@@ -385,6 +389,7 @@ class PreforkPool(Pool):
         if not child.jobs:
             child.started = time.monotonic()
         child.jobs.append(job)
+        child.given += 1
         try:
             child.pipe.send(job)
         except OSError:
