@@ -20,6 +20,8 @@ except ImportError as exc:  # Django < 6.0
         "djtasks' own tasks (@djtasks.task, .delay()), which need no TASKS setting."
     ) from exc
 
+import datetime as dt
+import hashlib
 import uuid
 from inspect import iscoroutinefunction
 from typing import Any
@@ -146,6 +148,8 @@ class DatabaseBackend(BaseTaskBackend):
         Inside ``transaction.atomic()`` the row, like any djtasks enqueue,
         reaches the workers only when the transaction commits, and a rollback
         leaves nothing behind. ``task_enqueued`` is sent once the row is written.
+        With the ``unique`` option, a call whose task and arguments match an
+        unfinished task returns that task's result instead.
 
         :raises InvalidTask: the task cannot run on this backend (queue, priority,
             run_after, a module the workers would not load).
@@ -185,7 +189,18 @@ class DatabaseBackend(BaseTaskBackend):
             # instead (execution.py), which cancels the coroutine cleanly.
             soft = None if iscoroutinefunction(task.func) else opts.soft_time_limit
             headers["timelimit"] = [soft, opts.time_limit]
-        queue.enqueue(
+        payload = dumps([result.args, result.kwargs])
+        unique_key = unique_until = None
+        if opts.unique:
+            # The key: the task and its arguments (and the backend, whose
+            # get_result() must find the task a duplicate call returns).
+            digest = hashlib.sha256(
+                f"{self.alias}\0{task.module_path}\0{payload}".encode()
+            ).hexdigest()[:32]
+            unique_key = f"{task.module_path[: _MAX_NAME - 33]}:{digest}"
+            if opts.unique_for is not None:
+                unique_until = now + dt.timedelta(seconds=opts.unique_for)
+        existing = queue.enqueue(
             [
                 queue.Message(
                     id=task_id,
@@ -193,14 +208,20 @@ class DatabaseBackend(BaseTaskBackend):
                     queue=task.queue_name,
                     priority=task.priority,
                     content_type=CONTENT_TYPE,
-                    payload=dumps([result.args, result.kwargs]),
+                    payload=payload,
                     eta=task.run_after or now,
                     created_at=now,
                     headers=headers,
                     acks_late=opts.acks_late,
+                    unique_key=unique_key,
+                    unique_until=unique_until,
                 )
             ]
         )
+        if existing:
+            # A unique task already waiting or running: its result, and no
+            # task_enqueued, since nothing was enqueued.
+            return self.get_result(existing[0])
         task_enqueued.send(type(self), task_result=result)
         return result
 

@@ -11,6 +11,8 @@ Every option can be set for the whole backend and overridden per queue::
         "time_limit": 300,          # seconds; the run is killed (prefork pool)
         "soft_time_limit": 240,     # seconds; SoftTimeLimitExceeded is raised in it
         "acks_late": False,         # run again if the worker dies while running it
+        "unique": False,            # no second call of a task with the same arguments
+        "unique_for": None,         # ... while the first is unfinished, or for N seconds
         "queues": {"emails": {"max_attempts": 5, "time_limit": 30}},
     }
 
@@ -37,7 +39,12 @@ DEFAULTS: dict[str, Any] = {
     "time_limit": None,
     "soft_time_limit": None,
     "acks_late": False,
+    "unique": False,
+    "unique_for": None,
 }
+
+
+_SECONDS = frozenset({"backoff", "backoff_max", "time_limit", "soft_time_limit", "unique_for"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ class QueueOptions:
     time_limit: float | None = None
     soft_time_limit: float | None = None
     acks_late: bool = False
+    unique: bool = False
+    unique_for: float | None = None
 
     def retry_classes(self) -> tuple[type[BaseException], ...]:
         """The exception classes named by ``retry_on`` (validated by :func:`parse`)."""
@@ -81,10 +90,10 @@ def _check(name: str, value: Any) -> str | None:
     elif name in ("backoff", "backoff_max"):
         if not _is_number(value) or value < 0:
             return "must be a number of seconds >= 0"
-    elif name in ("backoff_jitter", "acks_late"):
+    elif name in ("backoff_jitter", "acks_late", "unique"):
         if not isinstance(value, bool):
             return "must be True or False"
-    elif name in ("time_limit", "soft_time_limit"):
+    elif name in ("time_limit", "soft_time_limit", "unique_for"):
         if value is not None and (not _is_number(value) or value <= 0):
             return "must be a number of seconds > 0, or None"
     elif name == "retry_on":
@@ -114,9 +123,7 @@ def _queue_options(
             continue
         if name == "retry_on":
             value = tuple(value)
-        elif name in ("backoff", "backoff_max") or (
-            name.endswith("time_limit") and value is not None
-        ):
+        elif value is not None and name in _SECONDS:
             value = float(value)
         changes[name] = value
     return dataclasses.replace(base, **changes)
