@@ -114,3 +114,13 @@ def test_the_worker_logs_one_line_per_task(worker: Any) -> None:
     assert "tests.testapp.tasks.BoomError: logged" in log
     assert log.count(ok.id) == 1
     assert os.path.exists(w.log_path)
+
+
+def test_max_tasks_per_child_replaces_children_without_losing_tasks(worker: Any) -> None:
+    w = worker(concurrency=2, args=["--max-tasks-per-child", "2"])
+    with transaction.atomic():
+        results = [tasks.where.delay() for _ in range(30)]
+    pids = Counter(r.get(timeout=30)["pid"] for r in results)
+    assert max(pids.values()) <= 2, pids
+    assert len(pids) >= 15
+    assert w.pid not in pids
