@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 #: Every setting djtasks reads, with its default. ``checks.py`` validates them.
 DEFAULTS: dict[str, Any] = {
@@ -59,12 +61,32 @@ _BOOL_SETTINGS = {"ALWAYS_EAGER", "EAGER_PROPAGATES", "TASK_ACKS_LATE", "SEND_FA
 
 
 class Settings:
-    """Attribute access to ``DJTASKS_*`` settings with defaults."""
+    """Attribute access to ``DJTASKS_*`` settings with defaults.
+
+    Values are cached (the hot paths read several per task) and the cache is
+    dropped whenever Django reports a changed setting (``override_settings``).
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
 
     def __getattr__(self, name: str) -> Any:
         if name not in DEFAULTS:
             raise AttributeError(f"unknown djtasks setting {name!r}")
-        return getattr(django_settings, f"DJTASKS_{name}", DEFAULTS[name])
+        try:
+            return self._cache[name]
+        except KeyError:
+            value = getattr(django_settings, f"DJTASKS_{name}", DEFAULTS[name])
+            self._cache[name] = value
+            return value
+
+    def clear(self) -> None:
+        self._cache.clear()
 
 
 settings = Settings()
+
+
+@receiver(setting_changed)
+def _setting_changed(**kwargs: Any) -> None:
+    settings.clear()

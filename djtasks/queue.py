@@ -274,6 +274,43 @@ def enqueue(messages: Sequence[Message]) -> list[str]:
     return existing
 
 
+def enqueue_bulk(messages: Sequence[Message], chunk_size: int = 1000) -> None:
+    """Insert many rows: multi-row INSERTs in one transaction, one NOTIFY per queue."""
+    if any(m.unique_key is not None for m in messages):
+        raise ValueError("bulk enqueue does not take unique_key; enqueue those one by one")
+    conn = connection()
+    if is_postgres(conn):
+        _copy(conn, messages)
+        return
+    with transaction.atomic(using=conn.alias):
+        for start in range(0, len(messages), chunk_size):
+            chunk = messages[start:start + chunk_size]
+            last = start + chunk_size >= len(messages)
+            _insert(conn, chunk, "", sorted({m.queue for m in messages}) if last else [])
+
+
+def _copy(conn: BaseDatabaseWrapper, messages: Sequence[Message]) -> None:
+    """PostgreSQL: COPY the rows in (far cheaper than INSERT for thousands),
+    then NOTIFY, all in one transaction."""
+    import psycopg
+
+    columns = _INSERT_FIELDS + ["retries", "attempt", "worker", "result_content_type",
+                                "custom_state", "traceback"]
+    with transaction.atomic(using=conn.alias), conn.wrap_database_errors:
+        conn.ensure_connection()
+        with psycopg.Cursor(conn.connection) as cursor:
+            with cursor.copy(f"COPY {_T} ({', '.join(columns)}) FROM STDIN") as copy:
+                for m in messages:
+                    copy.write_row((
+                        m.id, m.name, m.queue, m.priority, m.state, m.content_type, m.payload,
+                        json.dumps(m.headers), m.eta, m.expires, m.acks_late, m.ignore_result,
+                        m.created_at, m.parent_id, m.root_id, m.group_id, m.unique_key,
+                        m.unique_until, m.concurrency_key, m.exc_type, m.exc_message,
+                        m.done_at, 0, 0, "", "", "", ""))
+            for q in sorted({m.queue for m in messages}):
+                cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, q])
+
+
 def _insert(conn: BaseDatabaseWrapper, messages: Sequence[Message], suffix: str,
             notify: Sequence[str]) -> list[Any]:
     columns = ", ".join(_INSERT_FIELDS) + ", " + _DEFAULTS_SQL

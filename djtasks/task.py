@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -245,6 +246,48 @@ class Task(Generic[P, R]):
         """Enqueue with the task's defaults: ``apply_async(args, kwargs)``."""
         return self.apply_async(args, kwargs)
 
+    def bulk_delay(self, calls: Any, **options: Any) -> list[AsyncResult]:
+        """Enqueue many calls of this task at once; return their results in order.
+
+        ``calls`` holds argument tuples (``[(1, 2), (3, 4)]``) or ``(args,
+        kwargs)`` pairs. Options are those of :meth:`apply_async` and apply to
+        every call; each call is validated like ``delay()``. All rows go in one
+        transaction with one wake-up (COPY on PostgreSQL), many times faster
+        than a loop of ``delay()``.
+        """
+        from . import queue as task_queue
+
+        if options.get("unique_key") is not None or options.get("task_id") is not None:
+            raise TypeError("bulk_delay() does not take unique_key or task_id")
+        pairs = []
+        for call in calls:
+            if (isinstance(call, tuple) and len(call) == 2 and isinstance(call[0], list | tuple)
+                    and isinstance(call[1], dict)):
+                pairs.append((call[0], call[1]))
+            else:
+                pairs.append((call, {}))
+        if settings.ALWAYS_EAGER:
+            return [self.apply_async(args, kwargs, **options) for args, kwargs in pairs]
+        messages = []
+        template = None
+        serializer = options.get("serializer") or self.serializer or settings.TASK_SERIALIZER
+        compression = options.get("compression")
+        for args, kwargs in pairs:
+            if template is None or self.concurrency_key is not None:
+                template = self.build_message(args, kwargs, **options)
+                messages.append(template)
+                continue
+            # Same task, same options: only the id and the arguments differ, so
+            # skip re-validating the options and re-routing for every call.
+            args, kwargs = self._check_arguments(args, kwargs)
+            extra = {"compression": compression} if compression else {}
+            content_type, payload = serialization.encode_arguments(
+                self.name, args, kwargs, serializer, **extra)
+            messages.append(dataclasses.replace(template, id=uuid7(), payload=payload,
+                                                content_type=content_type))
+        task_queue.enqueue_bulk(messages)
+        return [AsyncResult(m.id, task_name=self.name) for m in messages]
+
     def apply_async(
         self,
         args: tuple[Any, ...] | list[Any] | None = None,
@@ -302,16 +345,6 @@ class Task(Generic[P, R]):
         """
         from . import queue as task_queue
 
-        if settings.ALWAYS_EAGER:
-            args, kwargs = self._check_arguments(args, kwargs)
-            serialization.encode_arguments(self.name, args, kwargs,
-                                           serializer or self.serializer
-                                           or settings.TASK_SERIALIZER,
-                                           compression or self.compression)
-            result = self.apply(args, kwargs, task_id=task_id,
-                                _propagate=settings.EAGER_PROPAGATES)
-            _run_links_eagerly(result, link, link_error)
-            return result
         message = self.build_message(
             args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
             priority=priority, task_id=task_id, serializer=serializer,
@@ -319,6 +352,12 @@ class Task(Generic[P, R]):
             ignore_result=ignore_result, acks_late=acks_late, time_limit=time_limit,
             soft_time_limit=soft_time_limit, unique_key=unique_key, unique_for=unique_for,
             link=link, link_error=link_error)
+        if settings.ALWAYS_EAGER:
+            # Validated and encoded like a real call, then run here.
+            result = self.apply(args, kwargs, task_id=message.id,
+                                _propagate=settings.EAGER_PROPAGATES)
+            _run_links_eagerly(result, link, link_error)
+            return result
         existing = task_queue.enqueue([message])
         if existing:
             if self.on_duplicate == "raise":
@@ -442,7 +481,27 @@ class Task(Generic[P, R]):
         except (TypeError, ValueError):
             return None
 
+    @functools.cached_property
+    def _arity(self) -> tuple[int, int, frozenset[str]] | None:
+        """(required positionals, max positionals, keyword names) when the
+        function takes only plain parameters, for a quick call check."""
+        sig = self._signature
+        if sig is None:
+            return None
+        params = list(sig.parameters.values())[1 if self.bind else 0:]
+        if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params):
+            return None
+        positional = [p for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+        required = sum(1 for p in positional if p.default is p.empty)
+        if any(p.default is p.empty for p in params if p.kind is p.KEYWORD_ONLY):
+            return None
+        return required, len(positional), frozenset(p.name for p in params)
+
     def _check_signature(self, args: Any, kwargs: dict[str, Any]) -> None:
+        arity = self._arity
+        if arity is not None and not kwargs and arity[0] <= len(args) <= arity[1]:
+            return  # surely bindable: skip the slow Signature.bind
+
         # A call the function could never accept is an error here, not in the worker.
         sig = self._signature
         if sig is None:
