@@ -156,8 +156,9 @@ class AdvisoryLockElector(Elector):
             pgconn.consume_input()
             while pgconn.notifies() is not None:
                 pass
-            if pgconn.status != psycopg.pq.ConnStatus.OK:
-                raise psycopg.OperationalError("connection closed")
+            # A terminated session first sends its error and only then closes:
+            # ask, so a dead lock connection is noticed now (and not polled hot).
+            self.conn.execute("SELECT 1")
         except Exception as exc:  # the session, and so the lock, is gone
             logger.warning("beat: lost the lock connection (%s)", exc)
             self.reset()

@@ -549,6 +549,26 @@ def test_advisory_lock_election() -> None:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+def test_a_terminated_lock_session_ends_leadership() -> None:
+    from multiprocessing.connection import wait
+
+    from django.db import connection
+
+    leader = beat.AdvisoryLockElector("a", 5.0)
+    try:
+        assert leader.acquire(T0)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [leader.conn.info.backend_pid])
+        assert wait(leader.waitables(), timeout=5) != []
+        leader.drain()
+        assert not leader.leader and leader.waitables() == []
+        assert leader.acquire(T0)  # reconnects and leads again
+    finally:
+        leader.release()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_saving_an_entry_wakes_the_leader() -> None:
     leader = beat.AdvisoryLockElector("a", 5.0)
     try:
