@@ -129,3 +129,60 @@ def check_beat_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 "(is its module in an installed app's tasks.py or in DJTASKS_IMPORTS?); beat "
                 "will not send it", id="djtasks.W101"))
     return errors
+
+
+@register(Tags.compatibility, Tags.security)
+def check_message_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Serializers, signing, compression and payload size (ids ``djtasks.E2xx``/``W2xx``)."""
+    from . import compression
+
+    errors: list[Any] = []
+    sign = settings.SIGN_MESSAGES
+    if not isinstance(sign, bool):
+        errors.append(_error("SIGN_MESSAGES", "must be True or False", 201))
+    accept = settings.ACCEPT_CONTENT
+    accepted: set[str] = set()
+    for item in accept if isinstance(accept, list | tuple) else ():
+        ser = serialization.lookup(item)
+        if ser is None:
+            errors.append(_error("ACCEPT_CONTENT", f"{item!r} is not a serializer (known: "
+                                 f"{', '.join(serialization.names())})", 202))
+            continue
+        accepted.add(ser.name)
+        try:
+            serialization.get(ser.name)
+        except ValueError as exc:
+            errors.append(_error("ACCEPT_CONTENT", str(exc), 203))
+    used = (*accepted, settings.TASK_SERIALIZER, settings.RESULT_SERIALIZER)
+    unsafe = sorted({ser.name for ser in map(serialization.lookup, used)
+                     if ser is not None and ser.unsafe})
+    if unsafe and sign is not True:
+        errors.append(_error(
+            "SIGN_MESSAGES", f"must be True when {' and '.join(unsafe)} is accepted or used: "
+            "decoding it can run code, so only signed payloads may be decoded", 204))
+    for name, what in (("TASK_SERIALIZER", "workers will refuse tasks sent with it"),
+                       ("RESULT_SERIALIZER", "AsyncResult cannot read the results")):
+        value = getattr(settings, name)
+        if accepted and isinstance(value, str) and value in serialization.names() \
+                and value not in accepted:
+            errors.append(Warning(f"DJTASKS_{name} {value!r} is not in DJTASKS_ACCEPT_CONTENT: "
+                                  f"{what}", id="djtasks.W201"))
+    value = settings.COMPRESSION
+    if value is not None and value not in compression.names():
+        errors.append(_error("COMPRESSION", f"must be None or one of "
+                             f"{', '.join(compression.names())}, not {value!r}", 205))
+    for name, low in (("COMPRESSION_THRESHOLD", 0), ("MAX_PAYLOAD_BYTES", 1)):
+        value = getattr(settings, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < low):
+            errors.append(_error(name, f"must be a number of bytes >= {low}, or None", 206))
+    key = settings.SIGNING_KEY
+    if key is not None and not (isinstance(key, str | bytes) and key):
+        errors.append(_error("SIGNING_KEY", "must be a non-empty string, or None to use "
+                             "SECRET_KEY", 207))
+    fallbacks = settings.SIGNING_KEY_FALLBACKS
+    if not isinstance(fallbacks, list | tuple) or not all(
+            isinstance(k, str | bytes) and k for k in fallbacks):
+        errors.append(_error("SIGNING_KEY_FALLBACKS", "must be a list of non-empty strings",
+                             208))
+    return errors
