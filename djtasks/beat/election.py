@@ -85,7 +85,7 @@ class Elector:
         alias = queue.db_alias()
         if not BeatLease.objects.using(alias).filter(pk=LEASE_NAME).update(**fields):
             BeatLease.objects.using(alias).get_or_create(pk=LEASE_NAME, defaults=fields)
-        self._record_due = time.monotonic() + self.lease
+        self._record_due = time.monotonic() + self.lease / 2  # well before it expires
 
 
 class AdvisoryLockElector(Elector):
