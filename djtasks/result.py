@@ -221,6 +221,29 @@ class AsyncResult:
         queue.forget(self.id)
         self._row = None
 
+    # -- for web pages -----------------------------------------------------------
+
+    def status_url(self) -> str:
+        """The URL of this task's JSON status, signed so that only its holder can read it.
+
+        Needs ``path("…/", include("djtasks.urls"))`` in the project's URLconf.
+        Works before the task's row is committed (it reads ``PENDING`` until then).
+
+        :raises django.core.exceptions.ImproperlyConfigured: ``djtasks.urls`` is
+            not included.
+        """
+        from django.core.exceptions import ImproperlyConfigured
+        from django.urls import NoReverseMatch, reverse
+
+        from .signing import sign_task_id
+
+        try:
+            return reverse("djtasks:status", args=[sign_task_id(self.id)])
+        except NoReverseMatch:
+            raise ImproperlyConfigured(
+                'status_url() needs the djtasks URLs: add path("tasks/", '
+                'include("djtasks.urls")) to your URLconf') from None
+
 
 class EagerResult(AsyncResult):
     """The outcome of a task run in this process by ``apply()`` or eager mode."""

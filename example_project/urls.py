@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from example_project.media import views
 
@@ -7,6 +7,6 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("thumbnail/", views.start_thumbnail, name="start-thumbnail"),
     path("report/", views.start_report, name="start-report"),
-    path("status/<uuid:task_id>/", views.status, name="status"),
+    path("tasks/", include("djtasks.urls")),
     path("admin/", admin.site.urls),
 ]
