@@ -1,0 +1,1 @@
+"""djtasks benchmarks: ``python -m benchmarks`` (see docs/benchmarks.md)."""
