@@ -271,7 +271,7 @@ class Task(Generic[P, R]):
         messages = []
         template = None
         serializer = options.get("serializer") or self.serializer or settings.TASK_SERIALIZER
-        compression = options.get("compression")
+        compression = options.get("compression") or self.compression
         for args, kwargs in pairs:
             if template is None or self.concurrency_key is not None:
                 template = self.build_message(args, kwargs, **options)
