@@ -52,7 +52,6 @@ def test_the_test_settings_pass() -> None:
         ("TASK_SOFT_TIME_LIMIT", "10", "djtasks.E010"),
         ("VISIBILITY_TIMEOUT", 0, "djtasks.E011"),
         ("POLL_INTERVAL", -1, "djtasks.E011"),
-        ("WORKER_RESULT_FLUSH_INTERVAL", None, "djtasks.E011"),
         ("PREFETCH_MULTIPLIER", 0, "djtasks.E012"),
         ("PREFETCH_MULTIPLIER", 2.0, "djtasks.E012"),
         ("RESULT_EXPIRES", -1, "djtasks.E013"),
@@ -106,4 +105,5 @@ def test_manage_py_check_reports_the_errors() -> None:
         override_settings(DJTASKS_PREFETCH_MULTIPLIER=0),
         pytest.raises(SystemCheckError, match=r"djtasks.E012.*PREFETCH_MULTIPLIER"),
     ):
-        call_command("check")
+        # Only this tag: on Django 6 the model checks ask the database about JSON.
+        call_command("check", tags=["compatibility"])
