@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import importlib
 import importlib.util
 import pickle
 import uuid
@@ -48,12 +49,9 @@ VALUE = {
 
 def use(settings: Any, module: str) -> None:
     """Give this process the worker's settings."""
-    signed = module == SIGNED
-    settings.DJTASKS_ACCEPT_CONTENT = (
-        ["json", "msgpack", "yaml", "pickle"] if signed else ["json", "msgpack", "yaml"]
-    )
-    settings.DJTASKS_SIGN_MESSAGES = signed
-    settings.DJTASKS_RESULT_SERIALIZER = "pickle" if signed else "msgpack"
+    worker_settings = importlib.import_module(module)
+    for name in ("DJTASKS_ACCEPT_CONTENT", "DJTASKS_SIGN_MESSAGES", "DJTASKS_RESULT_SERIALIZER"):
+        setattr(settings, name, getattr(worker_settings, name))
 
 
 def start(worker: Any, module: str) -> Any:
