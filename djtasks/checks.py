@@ -58,7 +58,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         value = getattr(settings, name)
         if value is not None and (not _is_number(value) or value <= 0):
             errors.append(_error(name, "must be a number of seconds > 0, or None", 10))
-    for name in ("VISIBILITY_TIMEOUT", "POLL_INTERVAL", "WORKER_RESULT_FLUSH_INTERVAL",
+    for name in ("VISIBILITY_TIMEOUT", "POLL_INTERVAL",
                  "FAILURE_EMAIL_INTERVAL"):
         value = getattr(settings, name)
         if not _is_number(value) or value <= 0:

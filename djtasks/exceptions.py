@@ -18,6 +18,8 @@ class NotRegistered(DjtasksError, KeyError):
 
     def __str__(self) -> str:
         name = self.args[0] if self.args else "?"
+        if isinstance(name, str) and " is not registered" in name:
+            return name  # rebuilt from a stored message
         return (
             f"task {name!r} is not registered: is its module in an installed "
             "app's tasks.py or in DJTASKS_IMPORTS?"

@@ -995,3 +995,57 @@ def worker_heartbeat(name: str, now: dt.datetime, processed: int, **fields: Any)
 def worker_stopped(name: str, now: dt.datetime, processed: int) -> None:
     Worker.objects.using(db_alias()).filter(pk=name).update(
         last_seen=now, stopped_at=now, processed=processed)
+
+
+# -- purge ------------------------------------------------------------------------
+
+def purge(queues: Sequence[str] | None = None) -> int:
+    """Delete the tasks waiting in ``queues`` (every queue if None); return how many.
+
+    Only PENDING and RETRY rows go, scheduled ones included: a row a worker
+    has claimed or started is left alone, even if it was claimed between the
+    caller's count and this statement (the WHERE is re-checked on each
+    locked row).
+    """
+    if queues is not None and not queues:
+        return 0
+    conn = connection()
+    sql = f"DELETE FROM {_T} WHERE state IN {_WAITING}"
+    params: list[Any] = []
+    if queues is not None:
+        in_sql, params = _in_list(conn, list(queues))
+        sql += f" AND queue {in_sql}"
+    with _write_transaction(conn) as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def prune_expired(now: dt.datetime, max_age: float, batch: int = 5000,
+                  max_batches: int = 20) -> int:
+    """Delete finished rows older than ``max_age`` seconds, a batch at a time.
+
+    Keeps the table the size of its recent history so claims and the admin
+    stay fast. Short statements (``batch`` rows each) so a big backlog of
+    old rows never holds long locks; several workers may prune at once.
+    """
+    from .models import TaskGroup
+
+    conn = connection()
+    cutoff = _dt(conn, now - dt.timedelta(seconds=max_age))
+    skip = " FOR UPDATE SKIP LOCKED" if is_postgres(conn) else ""
+    total = 0
+    for _ in range(max_batches):
+        with _write_transaction(conn) as cursor:
+            cursor.execute(
+                f"DELETE FROM {_T} WHERE id IN (SELECT id FROM {_T} "
+                "WHERE state IN ('SUCCESS', 'FAILURE', 'REVOKED') AND done_at < %s "
+                f"LIMIT %s{skip})", [cutoff, batch])
+            deleted = cursor.rowcount
+        total += deleted
+        if deleted < batch:
+            break
+    groups = TaskGroup._meta.db_table
+    with _write_transaction(conn) as cursor:
+        cursor.execute(f"DELETE FROM {groups} WHERE created_at < %s AND remaining <= 0",
+                       [cutoff])
+    return total

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from typing import Any
 
 from django.utils import timezone
@@ -51,7 +52,10 @@ class AsyncResult:
     """
 
     def __init__(self, id: Any, task_name: str | None = None) -> None:  # noqa: A002
-        self.id = str(id)
+        try:
+            self.id = str(id if isinstance(id, uuid.UUID) else uuid.UUID(str(id)))
+        except ValueError:
+            raise ValueError(f"a task id is a UUID, not {id!r}") from None
         self.task_name = task_name
         self._row: dict[str, Any] | None = None
 
@@ -283,6 +287,13 @@ class EagerResult(AsyncResult):
     @property
     def retries(self) -> int:
         return self._retries
+
+    # Ran here: nothing to read from the database.
+    name = property(lambda self: self.task_name)
+    worker = property(lambda self: "eager")
+    queue = property(lambda self: None)
+    runtime = property(lambda self: None)
+    parent = property(lambda self: getattr(self, "_parent", None))
 
     def get(self, timeout: float | None = None, propagate: bool = True,
             interval: float = 0.05) -> Any:

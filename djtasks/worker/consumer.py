@@ -26,9 +26,11 @@ from django.utils import timezone
 from .. import queue, signals, states
 from ..conf import settings
 from ..registry import tasks as registry
+from ..request import Request
+from .executor import send
+from .failure_mail import FailureMailer
 from .listener import Listener
 from .pools import POOLS, Job, Pool, lost
-from .failure_mail import FailureMailer
 from .remote import RemoteControl
 
 logger = logging.getLogger("djtasks.worker")
@@ -37,6 +39,12 @@ _DB_ERRORS = (DatabaseError, InterfaceError)
 #: Seconds between looks for control commands and paused queues without a
 #: NOTIFY (on SQLite, or if one was lost).
 CONTROL_POLL = 1.0
+#: The same when nothing can wake the worker for a command (no LISTEN socket,
+#: or a full pool, which does not listen): often enough for taskctl's default
+#: 1 s reply wait.
+CONTROL_POLL_UNWOKEN = 0.25
+#: Seconds between deletions of finished rows past DJTASKS_RESULT_EXPIRES.
+PRUNE_INTERVAL = 60.0
 
 
 def default_hostname() -> str:
@@ -88,6 +96,7 @@ class Worker:
         self._signal_r, self._signal_w = os.pipe()
         self._next_heartbeat = 0.0
         self._next_rescue = 0.0
+        self._next_prune = time.monotonic() + 5.0  # not in the start-up rush
         self._db_backoff = 0.0
         self._queues_empty = False
         self.overrides: dict[str, tuple[float | None, float | None]] = {}  # time limits
@@ -108,9 +117,9 @@ class Worker:
         self._install_signals()
         self._prepare_database()
         self.pool.start()
-        self.listener = Listener.for_worker(self.options.queues)
+        self.listener = Listener.for_worker(self.options.queues, self.options.poll_interval)
         self._renewer = self._start_renewer() if self.options.pool == "solo" else None
-        signals.worker_ready.send(sender=self)
+        send(signals.worker_ready, sender=self)
         logger.info("worker %s ready", self.name)
         try:
             while not self.cold:
@@ -160,6 +169,8 @@ class Worker:
         self.processed += len(batch)
         for o in batch:
             _log_outcome(o)
+            if o.state == states.FAILURE and not o.traceback:
+                self._failed_outside_task(o)
         self.mail_failures(batch)
         for c in to_start:
             if c.id in started:
@@ -168,6 +179,20 @@ class Worker:
                 logger.info("%s[%s] was revoked before it started", c.name, c.id)
 
     record = settle
+
+    def _failed_outside_task(self, o: queue.Outcome) -> None:
+        # Lost children and time limits end a task without its own code seeing
+        # it: send task_failure from here so receivers hear of every failure.
+        from .. import exceptions
+        from ..result import rebuild_exception
+
+        task = registry._tasks.get(o.task_name)
+        if task is None or not o.exc_type.startswith("djtasks.exceptions."):
+            return
+        exc = rebuild_exception(o.exc_type, o.exc_message)
+        if isinstance(exc, exceptions.DjtasksError):
+            send(signals.task_failure, sender=task, task_id=o.task_id, exception=exc,
+                 args=[], kwargs={}, traceback=None, einfo="")
 
     def claim(self) -> None:
         running = len(self.pool.running())
@@ -191,7 +216,8 @@ class Worker:
             self._limited_waiting = self._rate_wake is not None
         for c in claimed:
             if c.name in registry:
-                signals.task_received.send(sender=registry.get(c.name), request=c)
+                send(signals.task_received, sender=registry.get(c.name),
+                     request=_request(c, self.name))
         self.buffer.extend(claimed)
 
     def _take_startable(self) -> list[queue.Claimed]:
@@ -251,10 +277,16 @@ class Worker:
         if mono >= self._next_control:
             self.refresh_runtime_state()
             self.remote.poll()
-            self._next_control = mono + CONTROL_POLL
+            self._next_control = mono + self._control_poll()
         if mono >= self._next_heartbeat:
             self.heartbeat()
             self._next_heartbeat = mono + max(0.5, self.options.lease_seconds / 4)
+        if mono >= self._next_prune and settings.RESULT_EXPIRES:
+            pruned = queue.prune_expired(self.now(), settings.RESULT_EXPIRES)
+            if pruned:
+                logger.info("deleted %d finished task(s) older than DJTASKS_RESULT_EXPIRES "
+                            "(%ss)", pruned, settings.RESULT_EXPIRES)
+            self._next_prune = mono + PRUNE_INTERVAL
         if mono >= self._next_rescue:
             rescued = queue.rescue_expired(self.now())
             if rescued.requeued or rescued.lost:
@@ -305,6 +337,11 @@ class Worker:
             self.name, now, self.processed, hostname=socket.gethostname(), pid=os.getpid(),
             queues=list(self.options.queues), concurrency=self.options.concurrency,
             pool=self.options.pool)
+
+    def _control_poll(self) -> float:
+        woken = (self.listener is not None and bool(self.listener.waitables())
+                 and self.pool.free() > 0)
+        return CONTROL_POLL if woken else CONTROL_POLL_UNWOKEN
 
     def _until_side_duties(self) -> float:
         return min(self._next_heartbeat, self._next_rescue,
@@ -409,7 +446,8 @@ class Worker:
         if revoked:
             logger.info("%s[%s] REVOKED (expired)", c.name, c.id)
             task = registry._tasks.get(c.name)
-            signals.task_revoked.send(sender=task, request=c, terminated=False, signum=None,
+            send(signals.task_revoked, sender=task, request=_request(c, self.name),
+                 terminated=False, signum=None,
                                       expired=True)
 
     def _check_stop_conditions(self) -> None:
@@ -447,8 +485,13 @@ class Worker:
         os.set_blocking(self._signal_w, False)
         os.set_blocking(self._signal_r, False)
         signal.set_wakeup_fd(self._signal_w)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-            signal.signal(sig, self._on_signal)
+        self._saved_handlers = {sig: signal.signal(sig, self._on_signal)
+                                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)}
+
+    def _restore_signals(self) -> None:
+        signal.set_wakeup_fd(-1)
+        for sig, handler in getattr(self, "_saved_handlers", {}).items():
+            signal.signal(sig, handler)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         pass  # the wake-up fd carries the signal number to the loop
@@ -494,8 +537,8 @@ class Worker:
         if self._renewer is not None:
             self._renewer.set()
         self._release_buffer()
+        outcomes = self.pool.collect()  # the solo pool's last outcome waits here
         cut, unstarted = self.pool.stop(cold=self.cold)
-        outcomes = []
         for job in cut:
             if job.claimed.acks_late:
                 unstarted.append(job)  # acks_late: run it again elsewhere
@@ -513,8 +556,18 @@ class Worker:
         if self.listener is not None:
             self.listener.close()
         signal.set_wakeup_fd(-1)
-        signals.worker_shutdown.send(sender=self)
+        send(signals.worker_shutdown, sender=self)
+        self._restore_signals()
         logger.info("worker %s stopped after %d task(s)", self.name, self.processed)
+
+
+def _request(c: queue.Claimed, hostname: str) -> Request:
+    """What a parent-side signal receiver learns of a claimed task (its
+    arguments are decoded only where it runs)."""
+    return Request(id=c.id, task=c.name, retries=c.retries, attempt=c.attempt, queue=c.queue,
+                   priority=c.priority, headers=c.headers, hostname=hostname,
+                   called_directly=False, ignore_result=c.ignore_result,
+                   parent_id=c.parent_id, root_id=c.root_id, group_id=c.group_id)
 
 
 def _describe(c: queue.Claimed) -> dict[str, Any]:

@@ -49,12 +49,20 @@ class Run:
     runtime: float = 0.0
 
 
+def send(signal: Any, **kwargs: Any) -> None:
+    """Send a signal; a receiver that raises is logged, never breaks the task's outcome."""
+    for receiver, result in signal.send_robust(**kwargs):
+        if isinstance(result, Exception):
+            logger.error("signal receiver %r raised %s: %s", receiver,
+                         type(result).__name__, result, exc_info=result)
+
+
 def _run(task: Task, request: Request) -> Run:
     """Call the task function under ``request``, sending the task signals."""
     token = current_request.set(request)
     args, kwargs = request.args, request.kwargs
-    signals.task_prerun.send(sender=task, task_id=request.id, task=task,
-                             args=args, kwargs=kwargs)
+    send(signals.task_prerun, sender=task, task_id=request.id, task=task,
+         args=args, kwargs=kwargs)
     started = time.perf_counter()
     run: Run
     try:
@@ -76,20 +84,17 @@ def _run(task: Task, request: Request) -> Run:
         run = Run(states.RETRY, exc=cause, traceback=_format(cause), retry_eta=eta,
                   retry_args=getattr(retry, "args_override", None),
                   retry_kwargs=getattr(retry, "kwargs_override", None))
-        signals.task_retry.send(sender=task, request=request, reason=cause, einfo=run.traceback)
+        send(signals.task_retry, sender=task, request=request, reason=cause,
+             einfo=run.traceback)
     except BaseException as exc:  # noqa: BLE001 - a task may raise anything, even SystemExit
         run = Run(states.FAILURE, exc=exc, traceback=_format(exc))
-        signals.task_failure.send(sender=task, task_id=request.id, exception=exc, args=args,
-                                  kwargs=kwargs, traceback=exc.__traceback__,
-                                  einfo=run.traceback)
+        send(signals.task_failure, sender=task, task_id=request.id, exception=exc, args=args,
+             kwargs=kwargs, traceback=exc.__traceback__, einfo=run.traceback)
     finally:
         current_request.reset(token)
     run.runtime = time.perf_counter() - started
-    if run.state == states.SUCCESS:
-        signals.task_success.send(sender=task, result=run.value)
-    signals.task_postrun.send(sender=task, task_id=request.id, task=task, args=args,
-                              kwargs=kwargs, retval=run.value if run.exc is None else run.exc,
-                              state=run.state)
+    send(signals.task_postrun, sender=task, task_id=request.id, task=task, args=args,
+         kwargs=kwargs, retval=run.value if run.exc is None else run.exc, state=run.state)
     return run
 
 
@@ -157,6 +162,8 @@ def _execute(claimed: Claimed, hostname: str) -> Outcome:
         args, kwargs = serialization.decode_arguments(claimed.content_type, claimed.payload,
                                                       task_name=claimed.name)
     except DecodeError as exc:
+        send(signals.task_failure, sender=task, task_id=claimed.id, exception=exc, args=[],
+             kwargs={}, traceback=None, einfo="")
         return failure(type_name(exc), f"cannot decode the arguments: {exc}")
     request = Request(
         id=claimed.id, task=task.name, args=args, kwargs=kwargs, retries=claimed.retries,
@@ -180,6 +187,7 @@ def _execute(claimed: Claimed, hostname: str) -> Outcome:
             outcome = Outcome(claimed.id, claimed.attempt, states.SUCCESS, done, run.runtime,
                               result=text, result_content_type=content_type)
         outcome.__dict__["_value"] = run.value  # for the workflow; never pickled
+        send(signals.task_success, sender=task, result=run.value)
         return outcome
     exc = run.exc
     assert exc is not None

@@ -35,10 +35,9 @@ class Listener:
         self.conn: Any = None
 
     @classmethod
-    def for_worker(cls, queues: Sequence[str]) -> Listener | None:
+    def for_worker(cls, queues: Sequence[str], poll_interval: float) -> Listener | None:
         if not queue.is_postgres():
-            logger.info("SQLite: workers poll every %ss (no LISTEN/NOTIFY)",
-                        settings.POLL_INTERVAL)
+            logger.info("SQLite: workers poll every %ss (no LISTEN/NOTIFY)", poll_interval)
             return None
         listener = cls(queues)
         listener.connect()

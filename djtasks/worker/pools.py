@@ -247,8 +247,11 @@ def _die_with_parent() -> None:
 def _child_setup() -> None:
     _die_with_parent()
     signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Ctrl-C and SIGTERM are the parent's to handle (systemd and terminals
+    # signal the whole process group): it decides between a warm shutdown and
+    # killing children outright.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for conn in connections.all(initialized_only=True):
         if conn.connection is not None:
             _inherited.append(conn.connection)

@@ -29,6 +29,13 @@ def _autoscale(value: str) -> tuple[int, int]:
     return pair
 
 
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(value)
+    return number
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -64,7 +71,7 @@ class Command(BaseCommand):
                             "when idle")
         parser.add_argument("--prefetch-multiplier", type=_positive_int, default=None,
                             help="claim up to concurrency × this many tasks at once")
-        parser.add_argument("--poll-interval", type=float, default=None,
+        parser.add_argument("--poll-interval", type=_positive_float, default=None,
                             help="seconds between polls when idle (default "
                             "DJTASKS_POLL_INTERVAL)")
         parser.add_argument("--max-tasks", type=_positive_int, default=None,
