@@ -147,9 +147,23 @@ def _json_object_hook(obj: dict[Any, Any]) -> Any:
 
 
 _encoder = json.JSONEncoder(default=_json_default, separators=(",", ":"), ensure_ascii=False)
+_ascii_encoder = json.JSONEncoder(default=_json_default, separators=(",", ":"))
 _decoder = json.JSONDecoder(object_hook=_json_object_hook)
 
-JSON = Serializer("json", "application/json", _encoder.encode, _decoder.decode)
+
+def _json_dumps(value: Any) -> str:
+    text = _encoder.encode(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate ("\ud800") is a valid Python str but not UTF-8,
+            # so the database would refuse the row; escaped JSON holds it.
+            text = _ascii_encoder.encode(value)
+    return text
+
+
+JSON = Serializer("json", "application/json", _json_dumps, _decoder.decode)
 
 
 # -- msgpack -------------------------------------------------------------------------
