@@ -182,3 +182,12 @@ def test_progress_then_success(worker: Any) -> None:
     row = TaskRecord.objects.get(pk=result.id)
     assert (row.state, row.custom_state) == (states.SUCCESS, "")
     assert AsyncResult(result.id).info == "done"
+
+
+def test_strings_with_lone_surrogates_go_through_and_the_worker_goes_on(worker: Any) -> None:
+    worker(concurrency=1)
+    returned = tasks.lone_surrogate.delay()
+    echoed = tasks.echo.delay("arg \udcff")
+    assert returned.get(timeout=WAIT) == "bad \ud800 text"
+    assert echoed.get(timeout=WAIT) == "arg \udcff"
+    assert tasks.add.delay(3, 4).get(timeout=WAIT) == 7

@@ -127,3 +127,9 @@ def renamed() -> str:
 @task(queue="lowpri", priority=-5)
 def routed() -> None:
     """Has its own queue and priority: the lowest rung of routing."""
+
+
+@task
+def lone_surrogate() -> str:
+    """Returns a str that UTF-8 (so the database) cannot hold."""
+    return "bad \ud800 text"

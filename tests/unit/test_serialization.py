@@ -67,6 +67,15 @@ def test_containers_json_cannot_tell_apart_become_lists_and_sets() -> None:
     assert roundtrip(memoryview(b"ab")) == b"ab"
 
 
+def test_text_the_database_cannot_hold_is_stored_escaped_and_round_trips() -> None:
+    value = {"name": "file-\udcff.txt", "plain": "naïve"}
+    _, text = serialization.encode(value, "json")
+    text.encode("utf-8")  # storable: a lone surrogate is not UTF-8
+    assert serialization.decode(JSON, text) == value
+    _, readable = serialization.encode("naïve ☃", "json")
+    assert readable == '"naïve ☃"'  # ordinary text stays unescaped
+
+
 def test_a_dict_that_only_looks_tagged_stays_a_dict() -> None:
     value = {"__type__": "not-a-known-type", "__value__": 1}
     assert roundtrip(value) == value
