@@ -15,8 +15,8 @@ task table alone is not enough to run a task with arguments of one's choice
 - *text* is the stored text after the signature: the encoded (compressed,
   base64) payload exactly as the worker will read it.
 
-The key is derived (:func:`django.utils.crypto.salted_hmac`, salted for this
-use only) from ``DJTASKS_SIGNING_KEY`` if set, else ``SECRET_KEY``. A
+The key is derived as :func:`django.utils.crypto.salted_hmac` derives it
+(salted for this use only) from ``DJTASKS_SIGNING_KEY`` if set, else ``SECRET_KEY``. A
 signature made with one of ``DJTASKS_SIGNING_KEY_FALLBACKS`` (or
 ``SECRET_KEY_FALLBACKS`` when no signing key is set) still verifies, so keys
 can be rotated without failing the rows already queued.
@@ -25,9 +25,13 @@ can be rotated without failing the rows already queued.
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
+import hmac
 
 from django.conf import settings as django_settings
-from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.crypto import constant_time_compare
+from django.utils.encoding import force_bytes
 
 from .conf import settings
 
@@ -49,8 +53,15 @@ def _message(kind: str, name: str, content_type: str, text: str) -> str:
     return f"djtasks:{kind}:{len(name)}:{name},{len(content_type)}:{content_type},{text}"
 
 
+@functools.lru_cache(maxsize=16)
+def _derived(secret: str | bytes) -> bytes:
+    # The key salted_hmac(_SALT, ..., secret, algorithm="sha256") would derive,
+    # computed once per secret rather than on every signature.
+    return hashlib.sha256(force_bytes(_SALT) + force_bytes(secret)).digest()
+
+
 def _signature(key: str | bytes, message: str) -> str:
-    digest = salted_hmac(_SALT, message, secret=key, algorithm="sha256").digest()
+    digest = hmac.new(_derived(key), message.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 

@@ -157,6 +157,20 @@ def test_a_signing_key_of_its_own_with_fallbacks(settings: Any) -> None:
     assert decode(content_type, text) == ([10], {})
 
 
+def test_signatures_are_django_salted_hmacs() -> None:
+    import base64
+
+    from django.utils.crypto import salted_hmac
+
+    content_type, text = signed(10)
+    signature, _, body = text.partition(":")
+    message = message_signing._message("args", "app.pay", content_type, body)
+    expected = salted_hmac(
+        message_signing._SALT, message, secret="current-secret", algorithm="sha256"
+    ).digest()
+    assert signature == base64.urlsafe_b64encode(expected).rstrip(b"=").decode()
+
+
 def test_the_key_is_derived_not_the_secret_key_itself() -> None:
     import base64
     import hashlib
