@@ -373,8 +373,10 @@ class Worker:
         """The job for a claimed task, with its limits: the call's own (headers),
         else a ``taskctl time_limit`` override, else the task's, else the worker's."""
         task = registry._tasks.get(c.name)
-        soft, hard = (c.headers.get("timelimit") or (None, None)) if isinstance(
-            c.headers.get("timelimit"), list | tuple) else (None, None)
+        # A row written by hand may hold any JSON as headers (the executor fails it).
+        limits = c.headers.get("timelimit") if isinstance(c.headers, dict) else None
+        soft, hard = limits if isinstance(limits, list | tuple) and len(limits) == 2 else (
+            None, None)
         override = self.overrides.get(c.name)
         if soft is None:
             soft = (override and override[0]) or (task.soft_time_limit if task else None)

@@ -133,7 +133,7 @@ def execute(claimed: Claimed, hostname: str) -> Outcome:
         outcome.task_name = claimed.name
         outcome.root_id = claimed.root_id
         value = outcome.__dict__.pop("_value", None)
-        if claimed.headers:
+        if claimed.headers and isinstance(claimed.headers, dict):
             _plan_workflow(claimed, outcome, value)
         return outcome
     finally:
@@ -147,6 +147,9 @@ def _execute(claimed: Claimed, hostname: str) -> Outcome:
                        runtime=runtime, exc_type=exc_type, exc_message=message,
                        traceback=trace)
 
+    if not isinstance(claimed.headers, dict):
+        return failure("djtasks.exceptions.DecodeError",
+                       f"the headers are not a JSON object: {claimed.headers!r}"[:1000])
     if django_tasks.is_django_task(claimed):
         # Enqueued through django.tasks (djtasks.backends.DatabaseBackend): the
         # backend loads the task by its own rules, never through the registry.
