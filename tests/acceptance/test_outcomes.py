@@ -23,9 +23,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 WAIT = 20  # seconds: generous, so a loaded CI machine does not fail these
 
 
-def bad_row(name: str, payload: str, content_type: str = "application/json") -> str:
+def bad_row(
+    name: str, payload: str, content_type: str = "application/json", headers: Any = None
+) -> str:
     """Write a task row straight into the table, as a buggy or hostile producer might."""
-    return str(TaskRecord.objects.create(name=name, payload=payload, content_type=content_type).id)
+    row = TaskRecord.objects.create(
+        name=name, payload=payload, content_type=content_type, headers=headers or {}
+    )
+    return str(row.id)
 
 
 def test_bad_rows_end_failure_saying_why_and_the_worker_goes_on(
@@ -58,15 +63,26 @@ def test_bad_rows_end_failure_saying_why_and_the_worker_goes_on(
             "builtins.TypeError",
             "missing 1 required positional argument: 'y'",
         ),
+        bad_row("tests.testapp.tasks.record", "[[], {}]", headers=[1, 2]): (
+            "djtasks.exceptions.DecodeError",
+            "the headers are not a JSON object: [1, 2]",
+        ),
+        bad_row("tests.testapp.tasks.record", "[[], {}]", headers="text"): (
+            "djtasks.exceptions.DecodeError",
+            "the headers are not a JSON object: 'text'",
+        ),
     }
-    wait_until_finished(cases, timeout=WAIT)
+    # Odd but harmless headers: the task just runs.
+    odd = bad_row("tests.testapp.tasks.record", '[["odd"], {}]', headers={"timelimit": [1, 2, 3]})
+    wait_until_finished([*cases, odd], timeout=WAIT)
     for task_id, (exc_type, message) in cases.items():
         row = TaskRecord.objects.get(pk=task_id)
         assert (row.state, row.exc_type) == (states.FAILURE, exc_type), row.name
         assert message in row.exc_message, row.exc_message
         assert row.done_at is not None
     assert not target.exists()
-    assert Execution.objects.count() == 0  # none of them ran task code
+    assert list(Execution.objects.values_list("task_id", flat=True)) == [odd]  # only it ran
+    assert TaskRecord.objects.get(pk=odd).state == states.SUCCESS
 
     assert tasks.add.delay(20, 22).get(timeout=WAIT) == 42
     assert w.alive()
