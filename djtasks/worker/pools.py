@@ -388,7 +388,13 @@ class PreforkPool(Pool):
         child = min((c for c in self._open() if len(c.jobs) < depth),
                     key=lambda c: len(c.jobs), default=None)
         if child is None:
-            raise RuntimeError("no free child")  # the consumer checks free() first
+            # The consumer saw a free slot, then marked the row STARTED, and the
+            # child died in between: hand the job back to be re-queued, for a
+            # raise here would leave the row STARTED with nobody running it.
+            logger.warning("no live child for %s[%s]; re-queueing it", job.claimed.name,
+                           job.claimed.id)
+            self._unstarted.append(job)
+            return
         if not child.jobs:
             child.started = time.monotonic()
         child.jobs.append(job)
