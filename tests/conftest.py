@@ -15,7 +15,10 @@ Processes
     to the whole process group), and the output of every process the test
     started is attached to its failure report. A process whose output holds
     a Python traceback fails the test at teardown unless the test sets
-    ``proc.expect_tracebacks = True``. Example::
+    ``proc.expect_tracebacks = True``. ``proc.terminate()`` sends SIGTERM,
+    ``proc.crash()`` SIGKILLs it with its children, ``proc.wait()`` returns
+    the exit code, ``proc.log()`` / ``proc.wait_for_output(text)`` read its
+    output. Example::
 
         def test_beat_enqueues(manage_py, worker):
             w = worker(concurrency=1, pool="solo")
@@ -28,9 +31,12 @@ Waiting
     connection).
 
 Tasks
-    ``tests/testapp/tasks.py`` holds the tasks workers run; each ``bind=True``
-    task there writes an ``Execution`` row per run. ``temp_task(fn, **opts)``
-    registers a throw-away task for one test.
+    ``tests/testapp/tasks.py`` holds the tasks workers run; the ones that
+    record runs (``record``, ``sleep``, ``fail``, the retrying ones...) write
+    an ``Execution`` row per run, so a test can count runs and find the pid
+    that ran one (``tests/acceptance/helpers.py`` waits on them).
+    ``temp_task(fn, **opts)`` registers a throw-away task for one test (in
+    this process only: a worker subprocess does not know it).
 """
 
 from __future__ import annotations
