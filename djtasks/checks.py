@@ -63,9 +63,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         value = getattr(settings, name)
         if not _is_number(value) or value <= 0:
             errors.append(_error(name, "must be a number of seconds > 0", 11))
-    pm = settings.PREFETCH_MULTIPLIER
-    if not isinstance(pm, int) or isinstance(pm, bool) or pm < 1:
-        errors.append(_error("PREFETCH_MULTIPLIER", "must be an int >= 1", 12))
+    for name in ("PREFETCH_MULTIPLIER", "MAX_REDELIVERIES"):
+        value = getattr(settings, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            errors.append(_error(name, "must be an int >= 1", 12))
     expires = settings.RESULT_EXPIRES
     if expires is not None and (not _is_number(expires) or expires <= 0):
         errors.append(_error("RESULT_EXPIRES", "must be a number of seconds > 0, or None", 13))

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "TASK_TIME_LIMIT": None,
     "TASK_SOFT_TIME_LIMIT": None,
     "TASK_ACKS_LATE": False,
+    "MAX_REDELIVERIES": 3,
     # Worker.
     "VISIBILITY_TIMEOUT": 60.0,
     "POLL_INTERVAL": 1.0,

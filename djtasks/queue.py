@@ -955,21 +955,24 @@ def rescue_expired(now: dt.datetime) -> Rescued:
     """
     conn = connection()
     now_db = _dt(conn, now)
+    # An acks_late task whose workers keep dying (a segfault, an OOM kill) is
+    # given up after this many deliveries of one retry, not redelivered forever.
+    limit = settings.MAX_REDELIVERIES
     with _write_transaction(conn) as cursor:
         cursor.execute(
             f"UPDATE {_T} SET state = 'PENDING', worker = '', lease_expires = NULL, "
             "received_at = NULL, started_at = NULL, custom_state = '' "
             f"WHERE state IN {_HELD} AND lease_expires < %s "
-            "AND (state = 'RECEIVED' OR acks_late = %s)",
-            [now_db, True],
+            "AND (state = 'RECEIVED' OR (acks_late = %s AND attempt - retries < %s))",
+            [now_db, True, limit],
         )
         requeued = cursor.rowcount
         cursor.execute(
             f"UPDATE {_T} SET state = 'FAILURE', done_at = %s, lease_expires = NULL, "
             "exc_type = %s, exc_message = 'worker ' || worker || "
             "' stopped (lease expired) while running this task', custom_state = '' "
-            "WHERE state = 'STARTED' AND lease_expires < %s AND acks_late = %s",
-            [now_db, WORKER_LOST, now_db, False],
+            "WHERE state = 'STARTED' AND lease_expires < %s",
+            [now_db, WORKER_LOST, now_db],
         )
         lost = cursor.rowcount
     return Rescued(requeued, lost)

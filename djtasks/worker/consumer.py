@@ -237,7 +237,8 @@ class Worker:
         jobs = take() if take else []
         if jobs:
             n = queue.requeue_running(self.name, [j.claimed for j in jobs])
-            logger.warning("re-queued %d task(s) a lost child never started", n)
+            logger.warning("re-queued %d task(s) of a lost child (not started, or acks_late)",
+                           n)
 
     def wait(self) -> None:
         """Sleep until something can be done: an outcome, a wake-up, a signal, a poll."""

@@ -32,6 +32,7 @@ from django.db import connections
 from django.utils import timezone
 
 from .. import states
+from ..conf import settings
 from ..exceptions import SoftTimeLimitExceeded
 from ..queue import Claimed, Outcome
 from .executor import execute
@@ -439,9 +440,13 @@ class PreforkPool(Pool):
                        else f"exit code {code}")
                 logger.error("child process %s died (%s) while running %s[%s]",
                              child.process.pid, how, running.claimed.name, running.claimed.id)
-                done.append(lost(running.claimed, "djtasks.exceptions.WorkerLostError",
-                                 f"the worker's child process died ({how}) while running "
-                                 "this task"))
+                c = running.claimed
+                if c.acks_late and c.attempt - c.retries < settings.MAX_REDELIVERIES:
+                    self._unstarted.append(running)  # acks_late: deliver it again
+                else:
+                    done.append(lost(c, "djtasks.exceptions.WorkerLostError",
+                                     f"the worker's child process died ({how}) while "
+                                     "running this task"))
             self._unstarted.extend(child.jobs)
         child.pipe.close()
         if child.retiring:

@@ -133,3 +133,6 @@ def routed() -> None:
 def lone_surrogate() -> str:
     """Returns a str that UTF-8 (so the database) cannot hold."""
     return "bad \ud800 text"
+
+
+from . import runtime_tasks  # noqa: E402, F401 - registers the worker-runtime test tasks
