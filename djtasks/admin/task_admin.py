@@ -4,9 +4,9 @@ Tasks are read-only here: no add form, no edit form. What the admin can do
 to them goes through :mod:`djtasks.queue` like everything else:
 
 - **Retry** enqueues a *copy* of each finished task (new id, same name,
-  arguments, queue, priority, headers and workflow links) whose
-  ``retry_of`` header names the original; the original row is left as it
-  was. Needs the ``add`` permission on tasks.
+  arguments, queue, priority, parent and root, its headers less the
+  canvas's own) whose ``retry_of`` header names the original; the original
+  row is left as it was. Needs the ``add`` permission on tasks.
 - **Revoke** revokes the tasks that have not started (``queue.revoke``).
   Needs the ``change`` permission.
 - **Delete** removes rows, after a confirmation page. Needs ``delete``.
@@ -65,6 +65,9 @@ from .task_list import (
 
 #: Rows read per statement by the bulk actions.
 CHUNK = 500
+#: Canvas headers a retried copy leaves behind: what came next in the original's
+#: workflow (its chain, callbacks, chord) was already settled when it finished.
+WORKFLOW_HEADERS = ("chain", "chord", "group_index", "link", "link_error")
 
 __all__ = ["RETRY_OF_HEADER", "TaskRecordAdmin"]
 
@@ -255,6 +258,7 @@ class TaskRecordAdmin(admin.ModelAdmin):
             "ignore_result",
             "parent_id",
             "root_id",
+            "concurrency_key",
         )
         copies: list[str] = []
         with transaction.atomic(using=queue.db_alias()):
@@ -282,7 +286,7 @@ class TaskRecordAdmin(admin.ModelAdmin):
 
     @staticmethod
     def _copy(row: dict[str, Any], now: dt.datetime) -> queue.Message:
-        headers = dict(row["headers"] or {})
+        headers = {k: v for k, v in (row["headers"] or {}).items() if k not in WORKFLOW_HEADERS}
         headers[RETRY_OF_HEADER] = str(row["pk"])
         return queue.Message(
             id=uuid7(),
@@ -298,6 +302,9 @@ class TaskRecordAdmin(admin.ModelAdmin):
             ignore_result=row["ignore_result"],
             parent_id=row["parent_id"],
             root_id=row["root_id"],
+            # The copy stays under the same cluster-wide concurrency cap; it does
+            # not take the original's unique key (a retry is a deliberate duplicate).
+            concurrency_key=row["concurrency_key"],
         )
 
     @admin.action(

@@ -27,7 +27,7 @@ from ..conf import settings
 from ..registry import tasks as registry
 
 #: The task list reads at least this many matching ids (see :class:`TaskPaginator`).
-READ_AHEAD = 1000
+READ_AHEAD = 500
 #: Characters of the payload the list reads for its arguments column.
 ARGS_PREVIEW = 200
 
@@ -38,7 +38,7 @@ ARGS_PREVIEW = 200
 class ApproximateCount(int):
     """A row count that is a bound or an estimate: an ``int`` that prints as ``label``.
 
-    The admin templates print ``cl.result_count`` as it is ("10,000+ tasks",
+    The admin templates print ``cl.result_count`` as it is ("600+ tasks",
     "Select all ~1,000,000 tasks") and compare it as a number.
     """
 
@@ -60,16 +60,16 @@ class TaskPaginator(Paginator):
     """Pages of a task queryset read with one bounded scan.
 
     The matching ids are read once, in the list's order, as far as the page
-    shown plus ten pages (at least :data:`READ_AHEAD` ids, at most
+    shown plus five pages (at least :data:`READ_AHEAD` ids, at most
     :data:`~djtasks.dashboard.COUNT_CAP`); the count is their number and a
     page is a primary-key lookup of its slice. So a filter or search that
     must scan the table scans it once per request, not twice (count, then
     page), stops as soon as it has enough rows, and no page is read with a
     large OFFSET.
 
-    When more rows match than were read, the count prints as "1,000+" (or,
+    When more rows match than were read, the count prints as "600+" (or,
     for the whole unfiltered table on PostgreSQL, as the planner's estimate,
-    "~1,000,000") and the pages end ten pages further on.
+    "~1,000,000") and the pages end five pages further on.
     """
 
     cap = dashboard.COUNT_CAP
@@ -78,7 +78,7 @@ class TaskPaginator(Paginator):
         self, object_list: Any, per_page: int, *args: Any, page_hint: int = 1, **kwargs: Any
     ) -> None:
         super().__init__(object_list, per_page, *args, **kwargs)
-        self.limit = min(self.cap, max(READ_AHEAD, (max(1, page_hint) + 10) * int(per_page)))
+        self.limit = min(self.cap, max(READ_AHEAD, (max(1, page_hint) + 5) * int(per_page)))
 
     def ids(self) -> list[Any]:
         if not hasattr(self, "_ids"):

@@ -440,6 +440,28 @@ def test_retry_enqueues_copies_linked_to_the_originals(admin_client_: Client) ->
     assert any("1 unfinished task(s) were left alone" in m for m in messages)
 
 
+def test_retry_copies_run_alone_outside_the_original_workflow(admin_client_: Client) -> None:
+    chain_rest = [{"task": "tests.testapp.tasks.add", "args": [1], "kwargs": {}, "options": {}}]
+    member = row(
+        state=states.FAILURE,
+        group_id=uuid.uuid4(),
+        parent_id=uuid7(),
+        headers={
+            "chain": chain_rest,
+            "chord": str(uuid7()),
+            "group_index": 2,
+            "link": chain_rest,
+            "link_error": chain_rest,
+            "timelimit": [1, 2],
+            "trace": "t-1",
+        },
+    )
+    act(admin_client_, "retry_tasks", [member.id])
+    copy = TaskRecord.objects.exclude(pk=member.id).get()
+    assert copy.headers == {"timelimit": [1, 2], "trace": "t-1", RETRY_OF_HEADER: str(member.id)}
+    assert copy.group_id is None and copy.parent_id == member.parent_id
+
+
 def test_retry_without_permission_does_nothing() -> None:
     failed = row(state=states.FAILURE)
     client = client_for(user_with("view_taskrecord", "change_taskrecord"))
