@@ -22,6 +22,7 @@ except ImportError as exc:  # Django < 6.0
 
 import datetime as dt
 import hashlib
+import json
 import uuid
 from inspect import iscoroutinefunction
 from typing import Any
@@ -35,10 +36,11 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
+from ..exceptions import DecodeError
 from ..ids import uuid7
 from . import HEADER, options
 from .loading import TaskNotLoadable, check_loadable, load_task
-from .results import CONTENT_TYPE, History, bind, decode_payload, dumps, task_result
+from .results import History, bind, decode_arguments, encode_arguments, task_result
 
 # The models (and queue.py, which imports them) are imported in the methods:
 # Django loads this module when a tasks.py first uses @task, which may be
@@ -189,13 +191,13 @@ class DatabaseBackend(BaseTaskBackend):
             # instead (execution.py), which cancels the coroutine cleanly.
             soft = None if iscoroutinefunction(task.func) else opts.soft_time_limit
             headers["timelimit"] = [soft, opts.time_limit]
-        payload = dumps([result.args, result.kwargs])
+        content_type, payload = encode_arguments(task.module_path, result.args, result.kwargs)
         unique_key = unique_until = None
         if opts.unique:
             # The key: the task and its arguments (and the backend, whose
             # get_result() must find the task a duplicate call returns).
             digest = hashlib.sha256(
-                f"{self.alias}\0{task.module_path}\0{payload}".encode()
+                f"{self.alias}\0{task.module_path}\0{_canonical(result.args, result.kwargs)}".encode()
             ).hexdigest()[:32]
             unique_key = f"{task.module_path[: _MAX_NAME - 33]}:{digest}"
             if opts.unique_for is not None:
@@ -207,7 +209,7 @@ class DatabaseBackend(BaseTaskBackend):
                     name=task.module_path,
                     queue=task.queue_name,
                     priority=task.priority,
-                    content_type=CONTENT_TYPE,
+                    content_type=content_type,
                     payload=payload,
                     eta=task.run_after or now,
                     created_at=now,
@@ -255,8 +257,10 @@ class DatabaseBackend(BaseTaskBackend):
         except TaskNotLoadable as exc:
             raise InvalidTask(f"task result {result_id}: {exc}") from exc
         try:
-            args, kwargs = decode_payload(row["content_type"], row["payload"])
-        except ValueError as exc:
+            # Shown, not run: decoded like the admin shows a payload (a
+            # signature is checked by the worker, which needs it).
+            args, kwargs = decode_arguments(row["content_type"], row["payload"])
+        except DecodeError as exc:
             raise InvalidTask(f"task result {result_id}: {exc}") from exc
         enqueued_at = row["created_at"]
         task = bind(
@@ -266,23 +270,34 @@ class DatabaseBackend(BaseTaskBackend):
             backend=self.alias,
             run_after=row["eta"] if marker.get("run_after") else None,
         )
-        return task_result(
-            task=task,
-            result_id=str(row["id"]),
-            alias=self.alias,
-            state=row["state"],
-            args=args,
-            kwargs=kwargs,
-            enqueued_at=enqueued_at,
-            started_at=row["started_at"],
-            done_at=row["done_at"],
-            worker=row["worker"],
-            exc_type=row["exc_type"],
-            exc_message=row["exc_message"],
-            traceback=row["traceback"],
-            history=History.loads(row["result_content_type"], row["result"]),
-        )
+        try:
+            return task_result(
+                task=task,
+                result_id=str(row["id"]),
+                alias=self.alias,
+                state=row["state"],
+                args=args,
+                kwargs=kwargs,
+                enqueued_at=enqueued_at,
+                started_at=row["started_at"],
+                done_at=row["done_at"],
+                worker=row["worker"],
+                exc_type=row["exc_type"],
+                exc_message=row["exc_message"],
+                traceback=row["traceback"],
+                history=History.decode(row["result_content_type"], row["result"]),
+            )
+        except (TypeError, ValueError) as exc:  # a forged payload, see execution.py
+            raise InvalidTask(f"task result {result_id}: payload: {exc}") from exc
 
     async def aget_result(self, result_id: Any) -> TaskResult:
         """:meth:`get_result` from async code."""
         return await sync_to_async(self.get_result, thread_sensitive=True)(result_id)
+
+
+def _canonical(args: list[Any], kwargs: dict[str, Any]) -> str:
+    """The arguments as text that does not depend on keyword order."""
+    try:
+        return json.dumps([args, kwargs], sort_keys=True, separators=(",", ":"))
+    except TypeError:  # keys of mixed types cannot be sorted
+        return json.dumps([args, kwargs], separators=(",", ":"))

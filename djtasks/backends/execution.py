@@ -25,7 +25,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from .. import states
-from ..exceptions import SoftTimeLimitExceeded
+from ..exceptions import DecodeError, SoftTimeLimitExceeded
 from ..queue import Claimed, Outcome
 from ..request import Request, current_request
 from . import HEADER
@@ -95,9 +95,11 @@ def _prepare(claimed: Claimed) -> tuple[DatabaseBackend, Task, list[Any], dict[s
             "this task was enqueued through django.tasks, which needs Django >= "
             f"6.0; this worker runs Django {django.get_version()}",
         ) from None
+    from django.utils.json import normalize_json
+
     from .database import DatabaseBackend
     from .loading import TaskNotLoadable, load_task
-    from .results import bind, decode_payload
+    from .results import bind, decode_arguments
 
     marker = claimed.headers[HEADER]
     alias = marker.get("backend") if isinstance(marker, dict) else None
@@ -124,9 +126,15 @@ def _prepare(claimed: Claimed) -> tuple[DatabaseBackend, Task, list[Any], dict[s
     except TaskNotLoadable as exc:
         raise _Refused(_type_name(exc), str(exc)) from None
     try:
-        args, kwargs = decode_payload(claimed.content_type, claimed.payload)
-    except ValueError as exc:
-        raise _Refused("djtasks.exceptions.DecodeError", str(exc)) from None
+        args, kwargs = decode_arguments(claimed.content_type, claimed.payload, claimed.name)
+    except DecodeError as exc:  # includes ContentDisallowed and BadSignature
+        raise _Refused(_type_name(exc), str(exc)) from None
+    try:
+        # What enqueue() wrote is JSON already; a forged row may hold a
+        # tagged value (a datetime, a UUID) that django.tasks cannot carry.
+        args, kwargs = normalize_json(args), normalize_json(kwargs)
+    except (TypeError, ValueError) as exc:
+        raise _Refused("djtasks.exceptions.DecodeError", f"payload: {exc}") from None
     run_after = _datetime(claimed.eta) if marker.get("run_after") else None
     task = bind(
         task,
@@ -162,7 +170,7 @@ def _run(
     from django.tasks.signals import task_finished, task_started
     from django.utils.json import normalize_json
 
-    from .results import CONTENT_TYPE, task_result
+    from .results import task_result
 
     opts = backend.parsed_options.for_queue(claimed.queue)
     history = _history(claimed)
@@ -213,13 +221,20 @@ def _run(
         try:
             task_started.send(signal_sender, task_result=running)
             call_args = [TaskContext(task_result=running), *args] if task.takes_context else args
-            value = normalize_json(_call(task, opts, call_args, kwargs))
+            # normalize_json raises for what JSON cannot hold (as Django's own
+            # backends do): the task then fails, like one that raised.
+            history.return_value = normalize_json(_call(task, opts, call_args, kwargs))
+            history.final = True
+            content_type, text = history.encode()
         except BaseException as exc:  # a task may raise anything, even SystemExit
             runtime = time.perf_counter() - began
+            history.return_value = None
+            history.final = False
             history.errors.append((_type_name(exc), "".join(tb.format_exception(exc))))
             if _should_retry(claimed, opts, exc):
                 return _retry(claimed, opts, history, exc, runtime)
             history.final = True
+            content_type, text = history.encode()
             done = timezone.now()
             _send_finished(task_finished, signal_sender, result_now(states.FAILURE, done))
             return Outcome(
@@ -228,15 +243,13 @@ def _run(
                 states.FAILURE,
                 done,
                 runtime,
-                result=history.dumps(),
-                result_content_type=CONTENT_TYPE,
+                result=text,
+                result_content_type=content_type,
                 exc_type=_type_name(exc),
                 exc_message=_message(exc),
                 traceback=history.errors[-1][1],
             )
         runtime = time.perf_counter() - began
-        history.return_value = value
-        history.final = True
         done = timezone.now()
         _send_finished(task_finished, signal_sender, result_now(states.SUCCESS, done))
         return Outcome(
@@ -245,8 +258,8 @@ def _run(
             states.SUCCESS,
             done,
             runtime,
-            result=history.dumps(),
-            result_content_type=CONTENT_TYPE,
+            result=text,
+            result_content_type=content_type,
         )
     finally:
         current_request.reset(token)
@@ -289,14 +302,13 @@ def _retry(
 ) -> Outcome:
     from .. import queue
     from ..task import backoff_countdown
-    from .results import CONTENT_TYPE
 
     delay = backoff_countdown(claimed.retries, opts.backoff, opts.backoff_max, opts.backoff_jitter)
     now = timezone.now()
     try:
         # The row keeps ``result`` while it waits (a RETRY outcome does not
         # write it), so the next run finds this history there.
-        queue.set_progress(claimed.id, "", CONTENT_TYPE, history.dumps())
+        queue.set_progress(claimed.id, "", *history.encode())
     except DatabaseError as db_exc:
         logger.warning(
             "%s[%s]: could not store the error history (%s); the next run will not list this error",
@@ -336,13 +348,20 @@ def _history(claimed: Claimed) -> History:
     from .. import queue
     from ..models import TaskRecord
 
-    row = (
-        TaskRecord.objects.using(queue.db_alias())
-        .filter(pk=claimed.db_id)
-        .values_list("result_content_type", "result")
-        .first()
-    )
-    return History.loads(*row) if row else History()
+    try:
+        row = (
+            TaskRecord.objects.using(queue.db_alias())
+            .filter(pk=claimed.db_id)
+            .values_list("result_content_type", "result")
+            .first()
+        )
+    except DatabaseError as exc:
+        # The run goes ahead; only its TaskResult lacks the earlier runs.
+        logger.warning(
+            "%s[%s]: could not read the history of earlier runs (%s)", claimed.name, claimed.id, exc
+        )
+        return History()
+    return History.decode(*row) if row else History()
 
 
 def _send_finished(signal: Any, sender: Any, task_result: Any) -> None:

@@ -15,7 +15,8 @@ Status mapping (djtasks state → ``TaskResultStatus``):
 The row keeps the latest run in its own columns (``started_at``, ``worker``,
 ``exc_type``, ``traceback``). What django.tasks wants beyond that (every
 run's error and worker, the first start, the return value) is the *history*,
-a JSON object the executing process stores in the row's ``result`` column:
+a JSON object the executing process stores in the row's ``result`` column
+(through :mod:`djtasks.serialization`, so signed if ``DJTASKS_SIGN_MESSAGES``):
 ``{"return_value", "errors": [[class path, traceback], ...], "worker_ids",
 "started_at", "final"}``. ``final`` is true when the run that wrote it ended
 the task; otherwise the row's own columns add what happened since.
@@ -25,17 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.base import TaskError
 
-from .. import states
-
-#: The content type of payloads and histories of django.tasks rows.
-CONTENT_TYPE = "application/json"
+from .. import serialization, states
+from ..exceptions import DecodeError
 
 STATUS = {
     states.PENDING: TaskResultStatus.READY,
@@ -47,10 +45,25 @@ STATUS = {
     states.REVOKED: TaskResultStatus.FAILED,
 }
 
+#: Arguments and histories are JSON, as django.tasks defines them; signing,
+#: compression and DJTASKS_MAX_PAYLOAD_BYTES apply as to any djtasks row.
+SERIALIZER = "json"
 
-def dumps(value: Any) -> str:
-    """Plain JSON: values are already ``normalize_json``-ed, so nothing is tagged."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+def encode_arguments(task_path: str, args: list[Any], kwargs: dict[str, Any]) -> tuple[str, str]:
+    """``(content_type, payload)`` of a call; see :func:`djtasks.serialization.encode_arguments`."""
+    return serialization.encode_arguments(task_path, args, kwargs, SERIALIZER)
+
+
+def decode_arguments(
+    content_type: str, payload: str, task_path: str | None = None
+) -> tuple[list[Any], dict[str, Any]]:
+    """The ``[args, kwargs]`` of a row. With ``task_path`` (workers) the
+    signature is verified, and required if ``DJTASKS_SIGN_MESSAGES`` is on.
+
+    :raises djtasks.exceptions.DecodeError: it cannot be decoded, or must not be.
+    """
+    return serialization.decode_arguments(content_type, payload, task_path)
 
 
 @dataclass
@@ -63,25 +76,27 @@ class History:
     started_at: dt.datetime | None = None
     final: bool = False
 
-    def dumps(self) -> str:
-        return dumps(
+    def encode(self) -> tuple[str, str]:
+        """``(content_type, text)`` for the row's ``result`` column."""
+        return serialization.encode(
             {
                 "return_value": self.return_value,
                 "errors": [list(e) for e in self.errors],
                 "worker_ids": self.worker_ids,
                 "started_at": self.started_at.isoformat() if self.started_at else None,
                 "final": self.final,
-            }
+            },
+            SERIALIZER,
         )
 
     @classmethod
-    def loads(cls, content_type: str | None, text: str | None) -> History:
+    def decode(cls, content_type: str | None, text: str | None) -> History:
         """The history stored in a row; an empty one for anything else (a row
-        that never ran, or a ``result`` that is not a history)."""
-        if not text or content_type != CONTENT_TYPE:
+        that never ran, a ``result`` that is not a history or does not verify)."""
+        if not text or not content_type:
             return cls()
         try:
-            data = json.loads(text)
+            data = serialization.decode(content_type, text)
             errors = [(str(path), str(trace)) for path, trace in data.get("errors") or []]
             workers = [str(w) for w in data.get("worker_ids") or []]
             started = data.get("started_at")
@@ -92,29 +107,8 @@ class History:
                 dt.datetime.fromisoformat(started) if started else None,
                 bool(data.get("final")),
             )
-        except (ValueError, TypeError, AttributeError):
+        except (DecodeError, ValueError, TypeError, AttributeError):
             return cls()
-
-
-def decode_payload(content_type: str, payload: str) -> tuple[list[Any], dict[str, Any]]:
-    """The ``[args, kwargs]`` of a django.tasks row (plain JSON, as enqueued).
-
-    :raises ValueError: the payload is not that.
-    """
-    if content_type != CONTENT_TYPE:
-        raise ValueError(f"payload content type is {content_type!r}, not {CONTENT_TYPE!r}")
-    try:
-        value = json.loads(payload)
-    except ValueError as exc:
-        raise ValueError(f"payload is not JSON: {exc}") from None
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or not isinstance(value[0], list)
-        or not isinstance(value[1], dict)
-    ):
-        raise ValueError("payload is not [args, kwargs]")
-    return value[0], value[1]
 
 
 def error_text(exc_type: str, exc_message: str, traceback: str) -> str:
