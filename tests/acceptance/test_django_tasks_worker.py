@@ -18,6 +18,7 @@ import pytest
 
 pytest.importorskip("django.tasks", reason="django.tasks needs Django >= 6.0")
 
+from django.db import transaction
 from django.tasks import TaskResultStatus
 from django.tasks.signals import task_enqueued
 
@@ -108,15 +109,18 @@ def test_enqueue_from_a_view_run_by_a_worker_result_from_another_process(
         assert response.status_code == 200
         body = response.json()
         assert body["status"] == TaskResultStatus.READY
-        others = {
-            "async": t.async_add.enqueue(20, 22),
-            "async_orm": t.async_count_rows.enqueue(),
-            "context": t.own_id.enqueue(),
-            "failing": t.fails_with_value_error.enqueue(),
-        }
+        # One transaction: the worker sees these five tasks at once, when it
+        # commits (so async_count_rows counts every row of the test).
+        with transaction.atomic():
+            others = {
+                "async": t.async_add.enqueue(20, 22),
+                "async_orm": t.async_count_rows.enqueue(),
+                "context": t.own_id.enqueue(),
+                "failing": t.fails_with_value_error.enqueue(),
+            }
+            mine = native.add.delay(1, 2)  # a djtasks task, same table, same worker
     finally:
         task_enqueued.disconnect(on_enqueued)
-    mine = native.add.delay(1, 2)  # a djtasks task, same table, same worker
     ids = [body["id"], mine.id, *(r.id for r in others.values())]
     assert wait_until_finished(ids, WAIT) == {"SUCCESS": 5, "FAILURE": 1}
 
@@ -198,12 +202,13 @@ def test_retries_and_time_limits_in_a_worker(start_worker: Any) -> None:
 
 def test_threads_pool_runs_sync_and_async_tasks(start_worker: Any) -> None:
     name, _ = start_worker(pool="threads", concurrency=2)
-    results = [
-        t.add.enqueue(1, 1),
-        t.async_add.enqueue(2, 2),
-        t.async_context.enqueue(),
-        t.async_count_rows.enqueue(),
-    ]
+    with transaction.atomic():
+        results = [
+            t.add.enqueue(1, 1),
+            t.async_add.enqueue(2, 2),
+            t.async_context.enqueue(),
+            t.async_count_rows.enqueue(),
+        ]
     assert wait_until_finished([r.id for r in results], WAIT) == {"SUCCESS": 4}
     finished = [r.task.get_result(r.id) for r in results]
     values = [f.return_value for f in finished]

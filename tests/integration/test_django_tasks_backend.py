@@ -71,6 +71,7 @@ from django.utils import timezone
 
 from djtasks import queue, states
 from djtasks.backends import HEADER, DatabaseBackend
+from djtasks.exceptions import EncodeError
 from djtasks.models import TaskRecord
 from djtasks.worker.executor import execute
 from tests.django_tasks_app import config
@@ -1038,23 +1039,70 @@ def test_rows_with_a_bad_marker_fail(header: Any, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("payload", "content_type", "expected"),
+    ("payload", "content_type", "exc_type", "expected"),
     [
-        ("{not json", "application/json", "payload is not JSON"),
-        ('{"a": 1}', "application/json", "payload is not [args, kwargs]"),
+        ("{not json", "application/json", "DecodeError", "payload does not decode as json"),
+        ('{"a": 1}', "application/json", "DecodeError", "payload is not [args, kwargs]"),
         (
-            "[[], {}]",
+            '[[{"__type__": "datetime", "__value__": "2020-01-01T00:00:00"}], {}]',
+            "application/json",
+            "DecodeError",
+            "payload: Unsupported type",
+        ),
+        (
+            "gASVBQAAAAAAAAB9lC4=",
             "application/x-python-serialize",
-            "payload content type is 'application/x-python-serialize'",
+            "ContentDisallowed",
+            "content type 'application/x-python-serialize' is not accepted",
         ),
     ],
 )
-def test_rows_with_a_bad_payload_fail(payload: str, content_type: str, expected: str) -> None:
+def test_rows_with_a_bad_payload_fail(
+    payload: str, content_type: str, exc_type: str, expected: str
+) -> None:
     task_id = raw_row("tests.django_tasks_app.tasks.noop", payload, content_type=content_type)
     run_queued()
-    state, exc_type, message = failure_of(task_id)
-    assert (state, exc_type) == (states.FAILURE, "djtasks.exceptions.DecodeError")
+    state, stored_type, message = failure_of(task_id)
+    assert (state, stored_type) == (states.FAILURE, f"djtasks.exceptions.{exc_type}")
     assert expected in message
+
+
+def test_signed_messages(settings: Any) -> None:
+    """With DJTASKS_SIGN_MESSAGES, django.tasks rows are signed and verified like the rest."""
+    settings.DJTASKS_SIGN_MESSAGES = True
+    enqueued = t.add.enqueue(1, 2)
+    signed = row(enqueued)
+    assert signed.content_type == "application/json; hmac=sha256"
+    unsigned = raw_row("tests.django_tasks_app.tasks.add", "[[1, 2], {}]")
+    moved = raw_row(
+        "tests.django_tasks_app.tasks.meaning_of_life",
+        signed.payload,
+        content_type=signed.content_type,
+    )
+    assert t.add.get_result(enqueued.id) == enqueued
+    run_queued()
+    result = t.add.get_result(enqueued.id)
+    assert result.return_value == 3
+    assert row(result).result_content_type == "application/json; hmac=sha256"
+    for task_id in (unsigned, moved):
+        state, exc_type, _ = failure_of(task_id)
+        assert (state, exc_type) == (states.FAILURE, "djtasks.serialization.BadSignature")
+
+
+def test_payload_limit_applies_at_the_call(settings: Any) -> None:
+    settings.DJTASKS_MAX_PAYLOAD_BYTES = 1000
+    with pytest.raises(EncodeError, match="over the limit of 1,000 bytes"):
+        t.noop.enqueue("x" * 2000)
+    assert not TaskRecord.objects.exists()
+
+
+def test_get_result_of_a_forged_payload() -> None:
+    task_id = raw_row(
+        "tests.django_tasks_app.tasks.noop",
+        '[[{"__type__": "uuid", "__value__": "12345678-1234-5678-1234-567812345678"}], {}]',
+    )
+    with pytest.raises(InvalidTask, match="payload: Unsupported type"):
+        default_task_backend.get_result(task_id)
 
 
 def test_get_result_of_a_row_naming_no_task() -> None:
