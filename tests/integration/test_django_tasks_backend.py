@@ -532,6 +532,9 @@ def test_refresh_result_after_a_run() -> None:
     assert second.status == TaskResultStatus.SUCCESSFUL
 
 
+@pytest.mark.skipif(
+    not hasattr(Task, "_reconstruct"), reason="Django 6.0 cannot pickle tasks (6.1 can)"
+)
 def test_pickle_task_result() -> None:
     """TaskTestCase.test_pickle_task_result."""
     result = t.noop.enqueue()
