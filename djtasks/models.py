@@ -341,8 +341,10 @@ class PeriodicTask(models.Model):
         return result
 
     @classmethod
-    def from_db(cls, db: str | None, field_names: Any, values: Any) -> PeriodicTask:
-        row = super().from_db(db, field_names, values)
+    def from_db(cls, db: str | None, field_names: Any, values: Any,
+                **kwargs: Any) -> PeriodicTask:
+        # **kwargs: Django 6.1 passes fetch_mode=; 5.2 passes nothing.
+        row = super().from_db(db, field_names, values, **kwargs)
         row._loaded = row._timing()
         return row
 

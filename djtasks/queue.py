@@ -783,8 +783,12 @@ def _settle_postgres(conn: BaseDatabaseWrapper, outcomes: Sequence[Outcome], wor
                            o.result_content_type, o.exc_type, o.exc_message, o.traceback,
                            o.runtime, o.done_at))
         parts.append(
-            f"done AS (UPDATE {_T} AS t SET state = v.state, result = v.result, "
-            "result_content_type = v.result_content_type, exc_type = v.exc_type, "
+            f"done AS (UPDATE {_T} AS t SET state = v.state, "
+            "result = CASE WHEN v.result IS NULL AND v.state <> 'SUCCESS' THEN t.result "
+            "ELSE v.result END, "
+            "result_content_type = CASE WHEN v.result IS NULL AND v.state <> 'SUCCESS' "
+            "THEN t.result_content_type ELSE v.result_content_type END, "
+            "exc_type = v.exc_type, "
             "exc_message = v.exc_message, traceback = v.traceback, runtime = v.runtime, "
             "done_at = v.done_at, started_at = COALESCE(t.started_at, v.done_at), "
             "lease_expires = NULL, custom_state = '' "
@@ -859,14 +863,19 @@ def _complete(cursor: Any, conn: BaseDatabaseWrapper, outcomes: Iterable[Outcome
                 o.runtime, o.new_payload, db_id, o.attempt,
             ])
         else:
+            # A failure carries no value: keep what the row holds (progress
+            # meta, a django.tasks run history) rather than erase it.
+            keep = o.result is None and o.state != states.SUCCESS
             finals.append([
-                o.state, o.result, o.result_content_type, o.exc_type, o.exc_message,
-                o.traceback, o.runtime, _dt(conn, o.done_at), _dt(conn, o.done_at),
-                db_id, o.attempt,
+                o.state, keep, o.result, keep, o.result_content_type, o.exc_type,
+                o.exc_message, o.traceback, o.runtime, _dt(conn, o.done_at),
+                _dt(conn, o.done_at), db_id, o.attempt,
             ])
     if finals:
         _execute_many(cursor, (
-            f"UPDATE {_T} SET state = %s, result = %s, result_content_type = %s, "
+            f"UPDATE {_T} SET state = %s, "
+            "result = CASE WHEN %s THEN result ELSE %s END, "
+            "result_content_type = CASE WHEN %s THEN result_content_type ELSE %s END, "
             "exc_type = %s, exc_message = %s, traceback = %s, runtime = %s, "
             "done_at = %s, started_at = COALESCE(started_at, %s), "
             "lease_expires = NULL, custom_state = '' "
