@@ -111,6 +111,15 @@ def related(task: TaskRecord) -> dict[str, Any]:
     return out
 
 
+def _result_label(task: TaskRecord) -> str:
+    if task.state in (states.SUCCESS, states.PENDING):
+        return "Result"
+    if task.state == states.STARTED and task.custom_state:
+        return "Progress"
+    # A failure (or a retry) keeps what the task last stored: its progress meta.
+    return "Last reported progress"
+
+
 def task_details(task: TaskRecord, user: Any) -> dict[str, Any]:
     """Context for the detail page: decoded values, timeline, links, controls."""
     args: Any = None
@@ -134,9 +143,7 @@ def task_details(task: TaskRecord, user: Any) -> dict[str, Any]:
         "kwargs_text": None if kwargs is None else _pretty(kwargs),
         "args_error": args_error,
         "raw_payload": task.payload if args_error else None,
-        "result_label": (
-            "Progress" if task.state == states.STARTED and task.custom_state else "Result"
-        ),
+        "result_label": _result_label(task),
         "result_text": None if task.result is None or result_error else _pretty(result),
         "result_error": result_error,
         "headers_text": json.dumps(headers, indent=2, sort_keys=True, default=str)

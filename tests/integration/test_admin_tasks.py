@@ -363,6 +363,16 @@ def test_detail_page_result_progress_and_group(admin_client_: Client) -> None:
         reverse("admin:djtasks_taskrecord_change", args=[running.id])
     ).content.decode()
     assert ">PROGRESS<" in html and "Progress" in html and "&#x27;current&#x27;: 2" in html
+    lost = row(
+        state=states.FAILURE,
+        exc_type="djtasks.exceptions.WorkerLostError",
+        result=serialization.encode({"current": 4, "total": 5}, "json")[1],
+        result_content_type="application/json",
+    )
+    html = admin_client_.get(
+        reverse("admin:djtasks_taskrecord_change", args=[lost.id])
+    ).content.decode()
+    assert "Last reported progress" in html and "&#x27;current&#x27;: 4" in html
 
 
 def test_detail_page_of_an_undecodable_payload(admin_client_: Client) -> None:
