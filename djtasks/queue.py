@@ -52,6 +52,16 @@ def is_postgres(conn: BaseDatabaseWrapper | None = None) -> bool:
     return (conn or connection()).vendor == "postgresql"
 
 
+def prepare_process_connection() -> None:
+    """Open the queue's connection for a long-lived process (worker, beat)."""
+    conn = connection()
+    conn.ensure_connection()
+    if conn.vendor == "sqlite":
+        with conn.cursor() as cursor:
+            # WAL lets the web process, beat and workers read while one writes.
+            cursor.execute("PRAGMA journal_mode=WAL")
+
+
 # -- values -------------------------------------------------------------------
 
 @dataclass

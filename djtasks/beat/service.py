@@ -193,7 +193,7 @@ class Beat:
     def run(self) -> None:
         """Lead or follow until SIGTERM/SIGINT; leadership is released on the way out."""
         self._install_signals()
-        self._prepare_database()
+        queue.prepare_process_connection()
         signals.beat_init.send(sender=self)
         logger.info("beat: Starting... (%s, %s election)", self.name, self.elector.mode)
         try:
@@ -381,13 +381,6 @@ class Beat:
             ScheduleTick.objects.using(self.alias).filter(pk__in=ids).delete()
 
     # -- process plumbing -------------------------------------------------------------
-
-    def _prepare_database(self) -> None:
-        conn = queue.connection()
-        conn.ensure_connection()
-        if conn.vendor == "sqlite":
-            with conn.cursor() as cursor:
-                cursor.execute("PRAGMA journal_mode=WAL")
 
     def _database_down(self, exc: BaseException) -> float:
         self._db_backoff = min(30.0, (self._db_backoff or 0.25) * 2)

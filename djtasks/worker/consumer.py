@@ -115,7 +115,7 @@ class Worker:
     def run(self) -> None:
         """Run until a signal (or ``max_tasks`` / ``burst``) stops the worker."""
         self._install_signals()
-        self._prepare_database()
+        queue.prepare_process_connection()
         self.pool.start()
         self.listener = Listener.for_worker(self.options.queues, self.options.poll_interval)
         self._renewer = self._start_renewer() if self.options.pool == "solo" else None
@@ -459,14 +459,6 @@ class Worker:
         elif (self.options.burst and self._queues_empty and not self.buffer
               and not self.pool.running() and not self._limited_waiting):
             self.begin_warm_shutdown("queues empty (burst mode)")
-
-    def _prepare_database(self) -> None:
-        conn = queue.connection()
-        conn.ensure_connection()
-        if conn.vendor == "sqlite":
-            with conn.cursor() as cursor:
-                # WAL lets the web process, beat and workers read while one writes.
-                cursor.execute("PRAGMA journal_mode=WAL")
 
     def _database_down(self, exc: BaseException) -> None:
         self._db_backoff = min(30.0, (self._db_backoff or 0.5) * 2)
