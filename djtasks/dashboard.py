@@ -20,7 +20,7 @@ import datetime as dt
 import math
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import cache
@@ -97,17 +97,6 @@ def online_cutoff(now: dt.datetime) -> dt.datetime:
     return now - dt.timedelta(seconds=float(settings.VISIBILITY_TIMEOUT))
 
 
-def is_online(worker: Worker | dict[str, Any], now: dt.datetime) -> bool:
-    get = worker.get if isinstance(worker, dict) else (lambda k: getattr(worker, k))
-    return get("stopped_at") is None and get("last_seen") >= online_cutoff(now)
-
-
-def running_by_worker() -> dict[str, int]:
-    """How many tasks each worker holds (RECEIVED or STARTED), from the held index."""
-    rows = tasks().filter(state__in=_HELD).values("worker").annotate(n=Count("pk")).order_by()
-    return {r["worker"]: r["n"] for r in rows}
-
-
 # -- the dashboard ----------------------------------------------------------------
 
 
@@ -138,10 +127,6 @@ class WorkerLoad:
     last_seen: dt.datetime
     online: bool
     running: int
-
-    @property
-    def load(self) -> float:
-        return min(1.0, self.running / self.concurrency) if self.concurrency > 0 else 0.0
 
 
 @dataclass
@@ -178,7 +163,6 @@ class Snapshot:
     failures: list[dict[str, Any]]
     total_estimate: int | None
     total_capped: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def _rate(counts: dict[str, int]) -> float | None:

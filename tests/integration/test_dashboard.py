@@ -114,7 +114,6 @@ def test_snapshot_figures(scene: dict[str, Any]) -> None:
     assert [f["id"] for f in snap.failures] == [str(scene["failure"].id)]
     workers = {w.name: w for w in snap.workers}
     assert workers["w1@h"].online and workers["w1@h"].running == 2
-    assert workers["w1@h"].load == 0.5
     assert not workers["old@h"].online
     assert snap.workers_online == 1
 
