@@ -109,6 +109,7 @@ class QueueDepth:
     oldest_eta: dt.datetime | None = None
     oldest_id: str | None = None
     oldest_name: str | None = None
+    paused: bool = False
 
     def oldest_age(self, now: dt.datetime) -> float | None:
         return (
@@ -196,6 +197,7 @@ class Snapshot:
                     "ready": q.ready,
                     "scheduled": q.scheduled,
                     "running": q.running,
+                    "paused": q.paused,
                     "oldest_id": q.oldest_id,
                     "oldest_age": q.oldest_age(self.now),
                 }
@@ -264,6 +266,9 @@ def snapshot(now: dt.datetime) -> Snapshot:
         depth(row["queue"]).running += row["n"]
         running[row["worker"]] += row["n"]
         unfinished[row["state"]] += row["n"]
+
+    for name in queue.paused_queues():  # taskctl pause: shown even when empty
+        depth(name).paused = True
 
     for q in sorted(queues.values(), key=lambda q: -q.ready)[:20]:
         if q.oldest_eta is not None:

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from djtasks import controls, dashboard, states
 from djtasks.ids import uuid7
-from djtasks.models import TaskRecord, Worker
+from djtasks.models import PausedQueue, TaskRecord, Worker
 
 pytestmark = pytest.mark.django_db
 
@@ -268,3 +268,13 @@ def test_queue_and_worker_controls_appear_once_registered(scene: dict[str, Any])
 def test_no_remote_control_buttons_without_commands(scene: dict[str, Any]) -> None:
     html = login(superuser=True).get(reverse(DASHBOARD)).content.decode()
     assert "djtasks-control" not in html  # only revoke exists today, on the task page
+
+
+def test_paused_queues_are_marked_even_when_empty(scene: dict[str, Any]) -> None:
+    PausedQueue.objects.create(name="a")
+    PausedQueue.objects.create(name="quiet")
+    snap = dashboard.snapshot(timezone.now())
+    paused = {q.name: q.paused for q in snap.queues}
+    assert paused == {"a": True, "b": False, "quiet": True}
+    html = login("view_taskrecord").get(reverse(DATA)).json()["sections"]["queues"]
+    assert html.count(">paused<") == 2
