@@ -436,8 +436,10 @@ class Task(Generic[P, R]):
                 unique_for: float | None, now: dt.datetime) -> tuple[str | None, Any]:
         if key is None and self.unique_key is not None:
             if self.unique_key is True:
-                digest = hashlib.sha256(serialization.encode_arguments(
-                    self.name, args, kwargs, "json")[1].encode()).hexdigest()[:32]
+                # The plain JSON of the call: no signature or compression in
+                # it, so the key survives a key rotation or a settings change.
+                digest = hashlib.sha256(serialization.JSON.dumps(
+                    [list(args), kwargs]).encode()).hexdigest()[:32]
                 key = f"{self.name}:{digest}"
             else:
                 key = self.unique_key(*args, **kwargs)
