@@ -41,7 +41,9 @@ Tasks
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -72,6 +74,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("postgres"):
             item.add_marker(skip)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Django deletes the SQLite test database file but not its WAL companions.
+    db = settings.DATABASES["default"]
+    name = str(db.get("TEST", {}).get("NAME") or "")
+    if db["ENGINE"].endswith("sqlite3") and name and not os.path.exists(name):
+        for suffix in ("-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(name + suffix)
 
 
 @pytest.hookimpl(wrapper=True)
