@@ -90,6 +90,12 @@ class TaskRecord(models.Model):
             ),
             models.Index("state", "done_at", name="djtasks_task_done_idx"),
             models.Index("name", "created_at", name="djtasks_task_name_idx"),
+            # Workflow lookups (a chord's members, a task's children); only
+            # canvas rows carry these ids, so plain tasks pay nothing.
+            models.Index("group_id", name="djtasks_task_group_idx",
+                         condition=Q(group_id__isnull=False)),
+            models.Index("parent_id", name="djtasks_task_parent_idx",
+                         condition=Q(parent_id__isnull=False)),
             models.Index(
                 "concurrency_key", "state", name="djtasks_task_conc_idx",
                 condition=Q(concurrency_key__isnull=False)

@@ -14,7 +14,7 @@ class TemporaryUpstreamError(Exception):
     """The remote service said: try again later."""
 
 
-@task(queue="default", max_retries=3)
+@task(queue="default", max_retries=3, public_result=True)
 def make_thumbnail(image_id: int, size: int) -> dict:
     """Pretend to resize an image: a few milliseconds of real CPU work."""
     digest = hashlib.sha256(f"{image_id}:{size}".encode()).digest()
@@ -24,7 +24,7 @@ def make_thumbnail(image_id: int, size: int) -> dict:
     return {"image_id": image_id, "size": size, "etag": digest.hex()[:16]}
 
 
-@task(bind=True)
+@task(bind=True, public_result=True)
 def slow_report(self, steps: int = 10, delay: float = 0.3) -> str:
     """A slow job that reports its progress as it goes."""
     for i in range(steps):
