@@ -46,7 +46,10 @@ def _plain(value: Any) -> Any:
 
 
 def _unplain(value: Any) -> Any:
-    return serialization.JSON.loads(json.dumps(value))
+    # ``value`` may come from ``to_dict`` (type tags as plain dicts) or from a
+    # task's decoded arguments (tags already turned into dates...): the
+    # tag-aware encoder takes both.
+    return serialization.JSON.loads(serialization.JSON.dumps(value))
 
 
 @dataclass
