@@ -319,6 +319,10 @@ class chain(Signature):  # noqa: N801 - Celery's name
     def __repr__(self) -> str:
         return " | ".join(repr(t) for t in self.tasks)
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``chain(...)()`` enqueues the chain, ``args`` prepended to its first step's."""
+        return self.apply_async(args, kwargs)
+
     def to_dict(self) -> dict[str, Any]:
         return {"task": "chain", "tasks": [t.to_dict() for t in self.tasks],
                 "options": _plain(self.options), "subtask_type": "chain"}
@@ -409,6 +413,10 @@ class group(Signature):  # noqa: N801 - Celery's name
     def __repr__(self) -> str:
         return f"group({', '.join(repr(t) for t in self.tasks)})"
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``group(...)()`` enqueues the group, ``args`` prepended to every member's."""
+        return self.apply_async(args, kwargs)
+
     def __len__(self) -> int:
         return len(self.tasks)
 
@@ -457,6 +465,8 @@ class group(Signature):  # noqa: N801 - Celery's name
               **options: Any) -> Any:
         from .result import GroupResult
 
+        if not self.tasks:
+            raise ValueError("cannot call an empty group")
         self.freeze()
         return GroupResult(self.id, [t.apply(args, kwargs) for t in self.tasks])
 
