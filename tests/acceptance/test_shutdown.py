@@ -35,7 +35,7 @@ def test_warm_shutdown_finishes_running_tasks_and_returns_the_rest_at_once(
     with transaction.atomic():
         # Two long tasks first (priority), then short ones: the worker claims
         # all eight, runs the long ones, and holds the rest.
-        long = [tasks.sleep.apply_async((2.0,), priority=10).id for _ in range(2)]
+        long = [tasks.sleep.apply_async((3.0,), priority=10).id for _ in range(2)]
         short = [tasks.sleep.delay(0.1).id for _ in range(6)]
     ids = long + short
     w = worker(concurrency=2)
@@ -50,7 +50,7 @@ def test_warm_shutdown_finishes_running_tasks_and_returns_the_rest_at_once(
     # the unstarted tasks are PENDING again while the long ones still run.
     wait_until(
         lambda: state_counts(ids).get(states.RECEIVED, 0) == 0,
-        timeout=1.5,
+        timeout=2.5,
         message="claimed rows to be released",
     )
     counts = state_counts(ids)

@@ -270,7 +270,8 @@ def test_claim_skips_a_row_locked_by_another_connection_without_waiting() -> Non
         claimed = claim(limit=2)
         elapsed = time.monotonic() - started
         assert [c.id for c in claimed] == [second]
-        assert elapsed < 1.0, f"claim waited {elapsed:.2f}s on the lock"
+        # Waiting would take the 30 s the other connection holds the lock.
+        assert elapsed < 5.0, f"claim waited {elapsed:.2f}s on the lock"
     assert [c.id for c in claim(limit=2)] == [first]
 
 

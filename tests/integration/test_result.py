@@ -146,7 +146,7 @@ def test_get_times_out_with_djtasks_timeout_error() -> None:
         match=rf"task {record.id} did not finish within 0.2s \(state PENDING\)",
     ):
         AsyncResult(record.id).get(timeout=0.2, interval=0.05)
-    assert 0.2 <= time.monotonic() - started < 1.5
+    assert 0.2 <= time.monotonic() - started < 5
     # Celery users catch the builtin too.
     assert issubclass(djtasks.exceptions.TimeoutError, TimeoutError)
 
