@@ -33,6 +33,38 @@ CALL_OPTIONS = frozenset({
 })
 #: Options the canvas sets on signatures for its own bookkeeping.
 _INTERNAL = frozenset({"group_id", "group_index", "chord", "parent_id", "root_id"})
+#: Options of a chain, group or chord that every one of its tasks inherits
+#: (a task's own setting wins). The others go where they make sense: see
+#: ``chain._steps``, ``group._members`` and ``chord._parts``.
+_SHARED = frozenset({"queue", "priority", "serializer", "headers", "acks_late",
+                     "time_limit", "soft_time_limit"})
+_CALLBACKS = ("link", "link_error")
+
+
+def _checked_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` validated, with callbacks as lists of signature dicts."""
+    unknown = set(options) - CALL_OPTIONS - _INTERNAL
+    if unknown:
+        raise TypeError(f"unknown option(s) for {name}: {', '.join(sorted(unknown))}")
+    out = dict(options)
+    for key in _CALLBACKS:
+        if key in out:
+            if out[key] is None:
+                del out[key]
+            else:
+                out[key] = callbacks_to_dicts(out[key], key)
+    return out
+
+
+def _with_defaults(sig: Signature, options: dict[str, Any]) -> Signature:
+    """A copy of ``sig`` taking the ``options`` it does not set itself; callbacks add up."""
+    new = copy.deepcopy(sig)
+    for key, value in options.items():
+        if key in _CALLBACKS:
+            new.options[key] = [*new.options.get(key, []), *value]
+        else:
+            new.options.setdefault(key, value)
+    return new
 
 
 class ChordError(DjtasksError):
@@ -93,10 +125,7 @@ class Signature:
         self.task = name
         self.args = tuple(args)
         self.kwargs = dict(kwargs or {})
-        self.options = {**(options or {}), **extra_options}
-        unknown = set(self.options) - CALL_OPTIONS - _INTERNAL
-        if unknown:
-            raise TypeError(f"unknown option(s) for {name}: {', '.join(sorted(unknown))}")
+        self.options = _checked_options(name, {**(options or {}), **extra_options})
         self.immutable = bool(immutable)
 
     # -- values ------------------------------------------------------------------
@@ -155,27 +184,37 @@ class Signature:
         if not self.immutable:
             new.args = tuple(args) + self.args
             new.kwargs = {**self.kwargs, **(kwargs or {})}
-        new.options.update(options)
+        new.options.update(_checked_options(self.task, options))
         return new
 
     def set(self, **options: Any) -> Signature:
-        """Set call options on this signature (returns it, for chaining)."""
-        unknown = set(options) - CALL_OPTIONS - _INTERNAL
-        if unknown:
-            raise TypeError(f"unknown option(s) for {self.task}: {', '.join(sorted(unknown))}")
-        self.options.update(options)
+        """Set call options on this signature (returns it, for chaining).
+
+        On a chain, group or chord, queue, priority, serializer, headers,
+        acks_late and the time limits reach every task of it that does not
+        set its own.
+        """
+        self.options.update(_checked_options(self.task, options))
         return self
 
     def set_immutable(self, immutable: bool) -> None:
         self.immutable = bool(immutable)
 
     def link(self, callback: Signature) -> Signature:
-        """Call ``callback`` with this task's result when it succeeds."""
+        """Call ``callback`` with this task's result when it succeeds.
+
+        A chain calls it after its last step, a chord after its body, a group
+        after each member (with that member's result).
+        """
         self.options["link"] = [*self.options.get("link", []), _as_signature(callback).to_dict()]
         return callback
 
     def link_error(self, errback: Signature) -> Signature:
-        """Call ``errback`` with this task's id when it fails."""
+        """Call ``errback`` with this task's id when it fails.
+
+        On a chain or group, the errback is called by whichever task fails;
+        on a chord, when its body fails or cannot run (a member failed).
+        """
         self.options["link_error"] = [*self.options.get("link_error", []),
                                       _as_signature(errback).to_dict()]
         return errback
@@ -314,7 +353,7 @@ class chain(Signature):  # noqa: N801 - Celery's name
         self.tasks = flat
         self.task = "chain"
         self.args, self.kwargs, self.immutable = (), {}, False
-        self.options = dict(options)
+        self.options = _checked_options("chain", options)
 
     def __repr__(self) -> str:
         return " | ".join(repr(t) for t in self.tasks)
@@ -331,12 +370,8 @@ class chain(Signature):  # noqa: N801 - Celery's name
               **options: Any) -> chain:
         new = copy.deepcopy(self)
         new.tasks[0] = new.tasks[0].clone(args, kwargs)
-        new.options.update(options)
+        new.options.update(_checked_options("chain", options))
         return new
-
-    def set(self, **options: Any) -> chain:
-        self.options.update(options)
-        return self
 
     def __or__(self, other: Any) -> Signature:
         if isinstance(other, Signature):
@@ -344,8 +379,32 @@ class chain(Signature):  # noqa: N801 - Celery's name
         return NotImplemented
 
     def freeze(self) -> None:
+        task_id = self.options.pop("task_id", None)
+        if task_id is not None:  # the id of the chain's result: its last step's
+            self.last().options["task_id"] = str(task_id)
         for t in self.tasks:
             t.freeze()
+
+    def _steps(self) -> list[Signature]:
+        """The steps, with the chain's own options handed down: shared ones to
+        every step, ``link`` to the last, ``link_error`` to each, the rest
+        (countdown, eta, expires...) to the first."""
+        opts = {k: v for k, v in self.options.items() if k != "task_id"}
+        if not opts:
+            return list(self.tasks)
+        shared = {k: v for k, v in opts.items() if k in _SHARED}
+        first = {k: v for k, v in opts.items() if k not in _SHARED and k not in _CALLBACKS}
+        steps = []
+        for i, step in enumerate(self.tasks):
+            extra = dict(shared)
+            if i == 0:
+                extra.update(first)
+            if i == len(self.tasks) - 1 and "link" in opts:
+                extra["link"] = opts["link"]
+            if "link_error" in opts:
+                extra["link_error"] = opts["link_error"]
+            steps.append(_with_defaults(step, extra) if extra else step)
+        return steps
 
     def result(self) -> Any:
         results = [t.result() for t in self.tasks]
@@ -370,10 +429,8 @@ class chain(Signature):  # noqa: N801 - Celery's name
 
     def plan(self, prefix: Sequence[Any] = (), chain_rest: Sequence[Signature] = (),
              parent: tuple[str | None, str | None] = (None, None)) -> Plan:
-        first, rest = self.tasks[0], [*self.tasks[1:], *chain_rest]
-        if self.options:
-            first = first.clone(**{k: v for k, v in self.options.items()
-                                   if k in CALL_OPTIONS - {"task_id"}})
+        steps = self._steps()
+        first, rest = steps[0], [*steps[1:], *chain_rest]
         if isinstance(first, group) and rest:
             # group | task is a chord: the rest runs once with every result.
             body = chain(*rest) if len(rest) > 1 else rest[0]
@@ -401,7 +458,7 @@ class group(Signature):  # noqa: N801 - Celery's name
         self.tasks = flat
         self.task = "group"
         self.args, self.kwargs, self.immutable = (), {}, False
-        self.options = dict(options)
+        self.options = _checked_options("group", options)
 
     @staticmethod
     def from_dict(data: Any) -> group:  # type: ignore[override]
@@ -431,12 +488,8 @@ class group(Signature):  # noqa: N801 - Celery's name
               **options: Any) -> group:
         new = copy.deepcopy(self)
         new.tasks = [t.clone(args, kwargs) for t in new.tasks]
-        new.options.update(options)
+        new.options.update(_checked_options("group", options))
         return new
-
-    def set(self, **options: Any) -> group:
-        self.options.update(options)
-        return self
 
     def __or__(self, other: Any) -> Signature:
         if isinstance(other, Signature):
@@ -444,9 +497,16 @@ class group(Signature):  # noqa: N801 - Celery's name
         return NotImplemented
 
     def freeze(self) -> None:
-        self.options.setdefault("group_id", str(uuid7()))
+        task_id = self.options.pop("task_id", None)  # a group's id is its group id
+        self.options.setdefault("group_id", str(task_id or uuid7()))
         for t in self.tasks:
             t.freeze()
+
+    def _members(self) -> list[Signature]:
+        """The members, each with the group's options it does not set itself."""
+        opts = {k: v for k, v in self.options.items()
+                if k not in _INTERNAL and k != "task_id"}
+        return [_with_defaults(t, opts) for t in self.tasks] if opts else list(self.tasks)
 
     @property
     def id(self) -> str | None:
@@ -487,16 +547,22 @@ class group(Signature):  # noqa: N801 - Celery's name
         self.freeze()
         gid = self.id
         plan = Plan()
-        for index, member in enumerate(self.tasks):
+        members = self._members()
+        for index, member in enumerate(members):
             # The member's *last* step is the one that counts for the group.
             tail = member.last()
+            if isinstance(tail, group):
+                raise TypeError(
+                    f"group member {member!r} ends in a group, so it has no single result "
+                    "for the group to wait for: end it with a task (for example a chord "
+                    "whose body collects the inner group's results)")
             tail.options.update(group_id=gid, group_index=index)
             if chord_id is not None:
                 tail.options["chord"] = chord_id
             plan.extend(member.plan(prefix, (), parent))
         body_sig = body.last() if body is not None else None
         plan.groups.append(GroupRecord(
-            uuid.UUID(gid), [str(m.last().id) for m in self.tasks],
+            uuid.UUID(gid), [str(m.last().id) for m in members],
             body.to_dict() if body is not None else None,
             body_sig.id if body_sig is not None else None))
         return plan
@@ -516,7 +582,7 @@ class chord(Signature):  # noqa: N801 - Celery's name
         self.body = body
         self.task = "chord"
         self.args, self.kwargs, self.immutable = (), {}, False
-        self.options = dict(options)
+        self.options = _checked_options("chord", options)
 
     def __repr__(self) -> str:
         return f"chord({self.header!r}, {self.body!r})"
@@ -537,14 +603,29 @@ class chord(Signature):  # noqa: N801 - Celery's name
               **options: Any) -> chord:
         new = copy.deepcopy(self)
         new.header = new.header.clone(args, kwargs)
-        new.options.update(options)
+        new.options.update(_checked_options("chord", options))
         return new
 
     def freeze(self) -> None:
         if self.body is None:
             raise ValueError("a chord needs a body: chord(header)(body) or chord(header, body)")
+        task_id = self.options.pop("task_id", None)
+        if task_id is not None:  # the id of the chord's result: its body's
+            self.body.last().options["task_id"] = str(task_id)
         self.header.freeze()
         self.body.freeze()
+
+    def _parts(self) -> tuple[group, Signature]:
+        """Header and body with the chord's options handed down: callbacks to
+        the body, shared options to both, the rest (countdown...) to the header."""
+        assert self.body is not None
+        opts = {k: v for k, v in self.options.items() if k not in _INTERNAL}
+        to_header = {k: v for k, v in opts.items() if k not in _CALLBACKS}
+        to_body = {k: v for k, v in opts.items() if k in _SHARED or k in _CALLBACKS}
+        header = _with_defaults(self.header, to_header) if to_header else self.header
+        body = _with_defaults(self.body, to_body) if to_body else self.body
+        assert isinstance(header, group)
+        return header, body
 
     @property
     def id(self) -> str | None:
@@ -573,13 +654,13 @@ class chord(Signature):  # noqa: N801 - Celery's name
     def plan(self, prefix: Sequence[Any] = (), chain_rest: Sequence[Signature] = (),
              parent: tuple[str | None, str | None] = (None, None)) -> Plan:
         self.freeze()
-        assert self.body is not None
-        body = chain(self.body, *chain_rest) if chain_rest else self.body
-        if not self.header.tasks:
+        header, body = self._parts()
+        body = chain(body, *chain_rest) if chain_rest else body
+        if not header.tasks:
             # Nothing to wait for: the body runs now, with no results.
             return body.plan(([],), (), parent)
-        gid = self.header.id
-        return self.header.plan(prefix, (), parent, chord_id=gid, body=body)
+        gid = header.id
+        return header.plan(prefix, (), parent, chord_id=gid, body=body)
 
 
 def chunks(task: Any, iterable: Iterable[Any], n: int) -> _Chunks:
