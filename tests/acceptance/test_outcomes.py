@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from djtasks import AsyncResult, states
 from djtasks.exceptions import EncodeError, MaxRetriesExceededError, TaskRevokedError
 from djtasks.models import TaskRecord
-from tests.acceptance.helpers import runs, wait_until_finished
+from tests.acceptance.helpers import runs, wait_for_runs, wait_until_finished
+from tests.support import wait_until
 from tests.testapp import tasks
 from tests.testapp.models import Execution
 from tests.testapp.tasks import BoomError, FlakyError
@@ -190,13 +192,41 @@ def test_an_unencodable_return_value_ends_failure_saying_why(worker: Any) -> Non
     assert tasks.add.delay(2, 2).get(timeout=WAIT) == 4
 
 
-def test_progress_then_success(worker: Any) -> None:
+def test_progress_then_success_and_ignored_results(worker: Any) -> None:
     worker(concurrency=1)
     result = tasks.progress.delay(3)
+    ignored = tasks.add.apply_async((1, 2), ignore_result=True)
     assert result.get(timeout=WAIT) == "done"
     row = TaskRecord.objects.get(pk=result.id)
     assert (row.state, row.custom_state) == (states.SUCCESS, "")
     assert AsyncResult(result.id).info == "done"
+    assert ignored.get(timeout=WAIT) is None  # the state is kept, the value is not
+    assert ignored.state == states.SUCCESS
+
+
+def test_a_claimed_task_revoked_before_it_starts_never_runs(worker: Any) -> None:
+    with transaction.atomic():
+        first = tasks.sleep.delay(1.5)
+        handed_over = tasks.record.delay("handed over")
+        waiting = tasks.record.delay("waiting")
+        revoked = tasks.record.delay("revoked")
+    w = worker(concurrency=1)
+    wait_for_runs(1)
+    wait_until(
+        lambda: TaskRecord.objects.filter(pk=revoked.id, state=states.RECEIVED).exists(),
+        message="the worker to claim the task",
+    )
+    assert revoked.revoke() is True  # claimed, not started: it can still be stopped
+    assert first.revoke() is False  # running
+    assert [r.get(timeout=WAIT) for r in (first, handed_over, waiting)] == [
+        1.5,
+        "handed over",
+        "waiting",
+    ]
+    with pytest.raises(TaskRevokedError, match=r"revoked by AsyncResult\.revoke\(\)"):
+        revoked.get(timeout=WAIT)
+    assert runs(revoked.id) == []
+    w.wait_for_output(f"[{revoked.id}] was revoked before it started")
 
 
 def test_strings_with_lone_surrogates_go_through_and_the_worker_goes_on(worker: Any) -> None:
