@@ -52,7 +52,7 @@ def _checked_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
             if out[key] is None:
                 del out[key]
             else:
-                out[key] = callbacks_to_dicts(out[key], key)
+                out[key] = _callback_dicts(out[key], key)
     return out
 
 
@@ -236,14 +236,26 @@ class Signature:
 
     def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
                     **options: Any) -> Any:
-        """Enqueue (all rows of the workflow in one transaction); return its result handle."""
+        """Enqueue (all rows of the workflow in one transaction); return its result handle.
+
+        Every task of the workflow is checked now, also those that will run
+        later (chain steps, a chord's body, callbacks): each must be registered
+        and accept its arguments with the previous result (an errback: the
+        failed task's id) prepended, unless it is immutable.
+
+        :raises djtasks.exceptions.DjtasksError: a task of the workflow is not
+            registered in this process.
+        :raises TypeError, ValueError: bad arguments or options, an empty group.
+        """
         from .conf import settings
 
         sig = self.clone(args, kwargs, **options)
         sig.freeze()
+        plan = sig.plan()
+        check_later_steps(sig, {str(m.id) for m in plan.messages})
         if settings.ALWAYS_EAGER:
             return sig.apply()
-        write_plan(sig.plan())
+        write_plan(plan)
         return sig.result()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -318,11 +330,54 @@ def callbacks_to_signatures(value: Any) -> list[Signature]:
     return [_as_signature(v) for v in items]
 
 
-def callbacks_to_dicts(value: Any, what: str = "link") -> list[dict[str, Any]]:
+def _callback_dicts(value: Any, what: str) -> list[dict[str, Any]]:
     try:
         return [s.to_dict() for s in callbacks_to_signatures(value)]
     except TypeError as exc:
         raise TypeError(f"{what}: {exc}") from None
+
+
+def callbacks_to_dicts(value: Any, what: str = "link") -> list[dict[str, Any]]:
+    """Callbacks of a call (``link=``/``link_error=``) as signature dicts,
+    checked like the steps of a workflow (see :func:`check_later_steps`)."""
+    dicts = _callback_dicts(value, what)
+    for data in dicts:
+        check_later_steps(Signature.from_dict(data), set())
+    return dicts
+
+
+def _nodes(sig: Signature) -> Iterable[Signature]:
+    """``sig`` and every signature inside it, callbacks included."""
+    yield sig
+    if isinstance(sig, chain | group):
+        for t in sig.tasks:
+            yield from _nodes(t)
+    elif isinstance(sig, chord):
+        yield from _nodes(sig.header)
+        if sig.body is not None:
+            yield from _nodes(sig.body)
+    for key in _CALLBACKS:
+        for data in sig.options.get(key) or []:
+            yield from _nodes(Signature.from_dict(data))
+
+
+def check_later_steps(sig: Signature, planned: set[str]) -> None:
+    """Refuse now what a worker would refuse later.
+
+    Tasks of ``sig`` whose rows are not in ``planned`` (the rows written now,
+    already checked) run later with one more argument first (the previous
+    result, a chord's results, a failed task's id): each must be a registered
+    task that accepts that, unless immutable.
+    """
+    for node in _nodes(sig):
+        if node.subtask_type is not None or (node.id is not None and node.id in planned):
+            continue
+        try:
+            task = registry.get(node.task)
+        except KeyError as exc:
+            raise DjtasksError(f"cannot call signature {node!r}: {exc}") from None
+        args = node.args if node.immutable else (None, *node.args)
+        task._check_arguments(args, node.kwargs)
 
 
 def signature(task: Any, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
@@ -672,7 +727,7 @@ class _Chunks:
     def __init__(self, task: Any, items: list[Any], n: int) -> None:
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"chunks() needs a chunk size >= 1, not {n!r}")
-        self.task, self.items, self.n = getattr(task, "name", task), items, n
+        self.task, self.items, self.n = _task_name(task), items, n
 
     def group(self) -> group:
         return group([xstarmap(self.task, self.items[i:i + self.n])
@@ -687,13 +742,21 @@ class _Chunks:
 
 def xmap(task: Any, iterable: Iterable[Any]) -> Signature:
     """One task that calls ``task`` on each item and returns the list of results."""
-    return Signature("djtasks.canvas.map", ([getattr(task, "name", task), list(iterable)]))
+    return Signature("djtasks.canvas.map", ([_task_name(task), list(iterable)]))
 
 
 def xstarmap(task: Any, iterable: Iterable[Any]) -> Signature:
     """Like :func:`xmap`, but each item is an argument tuple."""
     return Signature("djtasks.canvas.starmap",
-                     ([getattr(task, "name", task), [list(a) for a in iterable]]))
+                     ([_task_name(task), [list(a) for a in iterable]]))
+
+
+def _task_name(task: Any) -> str:
+    """The name of a registered task (the map tasks look it up in the worker)."""
+    name = getattr(task, "name", task)
+    if not isinstance(name, str) or name not in registry:
+        raise DjtasksError(f"map, starmap and chunks need a registered task, not {task!r}")
+    return name
 
 
 # -- worker side: what runs next -----------------------------------------------------
