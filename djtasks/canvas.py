@@ -251,7 +251,7 @@ class Signature:
 
         sig = self.clone(args, kwargs, **options)
         sig.freeze()
-        plan = sig.plan()
+        plan = sig.plan((), (), _workflow_parent(sig))
         check_later_steps(sig, {str(m.id) for m in plan.messages})
         if settings.ALWAYS_EAGER:
             return sig.apply()
@@ -344,6 +344,23 @@ def callbacks_to_dicts(value: Any, what: str = "link") -> list[dict[str, Any]]:
     for data in dicts:
         check_later_steps(Signature.from_dict(data), set())
     return dicts
+
+
+def _workflow_parent(sig: Signature) -> tuple[str | None, str | None]:
+    """``(parent_id, root_id)`` of the first rows of a call.
+
+    A workflow started by a running task hangs under it, like any task it
+    enqueues; otherwise its first task is the root of every row of the
+    workflow, itself included, so one root id finds them all.
+    """
+    from .request import current_request
+
+    request = current_request.get()
+    if request is not None and not request.is_eager and request.id:
+        return request.id, request.root_id or request.id
+    if type(sig) is Signature:
+        return None, None  # a plain call, as Task.apply_async writes it
+    return None, sig.leaves()[0].id
 
 
 def _nodes(sig: Signature) -> Iterable[Signature]:
