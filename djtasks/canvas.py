@@ -492,11 +492,21 @@ class chain(Signature):  # noqa: N801 - Celery's name
 
     def apply(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
               **options: Any) -> Any:
-        result = self.tasks[0].apply(args, kwargs)
-        for t in self.tasks[1:]:
-            if result.state != states.SUCCESS:
+        """Run the steps here, one after another; stop at the first that fails.
+
+        Returns the last step's result (the failed one's if a step failed),
+        with ``parent`` leading back through the earlier steps.
+        """
+        result: Any = None
+        for step in self.clone(**options)._steps():
+            if result is None:
+                new = step.apply(args, kwargs)
+            elif not result.successful():
                 break
-            result = t.apply((result.result,))
+            else:  # a group's results come as one list, as from a worker
+                new = step.apply((result.get(propagate=False),))
+            new._parent = result
+            result = new
         return result
 
     def plan(self, prefix: Sequence[Any] = (), chain_rest: Sequence[Signature] = (),
@@ -599,8 +609,9 @@ class group(Signature):  # noqa: N801 - Celery's name
 
         if not self.tasks:
             raise ValueError("cannot call an empty group")
-        self.freeze()
-        return GroupResult(self.id, [t.apply(args, kwargs) for t in self.tasks])
+        new = self.clone(**options)
+        new.freeze()
+        return GroupResult(new.id, [t.apply(args, kwargs) for t in new._members()])
 
     def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
                     **options: Any) -> Any:
@@ -719,9 +730,28 @@ class chord(Signature):  # noqa: N801 - Celery's name
 
     def apply(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
               **options: Any) -> Any:
-        assert self.body is not None
-        header = self.header.apply(args, kwargs)
-        return self.body.apply((header.get(),))
+        """Run the header here, then the body with its results, unless a member
+        failed: then the result is a FAILURE with :class:`ChordError` naming it,
+        and the body's error callbacks are called with its id."""
+        from .result import EagerResult
+        from .task import _run_links_eagerly
+
+        new = self.clone(**options)
+        new.freeze()
+        header, body = new._parts()
+        results = header.apply(args, kwargs)
+        failed = next((r for r in _eager_leaves(results) if not r.successful()), None)
+        if failed is None:
+            result = body.apply((results.get(),))
+        else:
+            exc = ChordError(f"chord member {failed.task_name}[{failed.id}] failed: "
+                             f"{type(failed.result).__name__}: {failed.result}")
+            last = body.last()
+            result = EagerResult(last.id or str(uuid7()), exc, states.FAILURE,
+                                 task_name=last.task)
+            _run_links_eagerly(result, None, body.options.get("link_error"))
+        result._parent = results
+        return result
 
     def plan(self, prefix: Sequence[Any] = (), chain_rest: Sequence[Signature] = (),
              parent: tuple[str | None, str | None] = (None, None)) -> Plan:
@@ -733,6 +763,12 @@ class chord(Signature):  # noqa: N801 - Celery's name
             return body.plan(([],), (), parent)
         gid = header.id
         return header.plan(prefix, (), parent, chord_id=gid, body=body)
+
+
+def _eager_leaves(result: Any) -> Iterable[Any]:
+    """The task results inside an eager group's result."""
+    for r in getattr(result, "results", [result]):
+        yield from (_eager_leaves(r) if hasattr(r, "results") else [r])
 
 
 def chunks(task: Any, iterable: Iterable[Any], n: int) -> _Chunks:
