@@ -18,7 +18,7 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import serialization, states
 from .exceptions import DjtasksError
@@ -828,21 +828,37 @@ def after_success(headers: dict[str, Any], task_id: str, root_id: str | None,
     return plan
 
 
+class Skipped(NamedTuple):
+    """A task of a workflow that will not run: written as a REVOKED row saying
+    why, in its place in the workflow (and counted out of its chord, if any)."""
+
+    name: str
+    id: str
+    reason: str
+    parent_id: str | None = None
+    root_id: str | None = None
+    group_id: str | None = None
+    chord_id: str | None = None
+
+
 def after_failure(headers: dict[str, Any], task_id: str, root_id: str | None,
-                  reason: str) -> tuple[Plan, list[tuple[str, str, str]]]:
-    """The error callbacks to call, and the chain steps that will not run
-    (name, id, reason) — recorded as REVOKED rows so their results say why."""
+                  reason: str) -> tuple[Plan, list[Skipped]]:
+    """The error callbacks to call, and the chain steps that will not run."""
     plan = Plan()
     parent = (task_id, root_id or task_id)
     for errback in headers.get("link_error") or []:
         plan.extend(Signature.from_dict(errback).plan((task_id,), (), parent))
     skipped = []
+    previous = task_id
     for data in headers.get("chain") or []:
         for leaf in Signature.from_dict(data).leaves():
             if leaf.id:
-                skipped.append((leaf.task, leaf.id,
-                                f"not run: an earlier step of its chain ({task_id}) "
-                                f"failed: {reason}"))
+                skipped.append(Skipped(
+                    leaf.task, leaf.id,
+                    f"not run: an earlier step of its chain ({task_id}) failed: {reason}",
+                    previous, root_id or task_id, leaf.options.get("group_id"),
+                    leaf.options.get("chord")))
+                previous = leaf.id
     return plan, skipped
 
 

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
@@ -134,9 +134,9 @@ class Outcome:
     new_payload: str | None = None  # retry(args=..., kwargs=...) replaces the arguments
     task_name: str = ""  # for logs only
     # Workflow: rows to insert with this outcome (only if it is applied), chain
-    # steps that will not run (name, id, reason), the chord this task is in.
+    # steps that will not run (canvas.Skipped), the chord this task is in.
     followups: Any = None
-    skipped: list[tuple[str, str, str]] = field(default_factory=list)
+    skipped: list[Any] = field(default_factory=list)
     chord_id: str | None = None
     root_id: str | None = None
 
@@ -660,11 +660,30 @@ def _settle_workflow(conn: BaseDatabaseWrapper, outcomes: Sequence[Outcome], wor
             if o.followups is not None:
                 _write_plan(conn, o.followups)
             if o.skipped:
-                _insert(conn, [_final_message(name, tid, states.REVOKED, REVOKED_ERROR, why, now)
-                               for name, tid, why in o.skipped], "", [])
+                _insert_skipped(cursor, conn, o.skipped, now)
             if o.chord_id is not None:
                 _chord_member_done(cursor, conn, o, now)
         return _start(cursor, conn, worker, to_start, now)
+
+
+def _insert_skipped(cursor: Any, conn: BaseDatabaseWrapper, skipped: Sequence[Any],
+                    now: dt.datetime) -> None:
+    """Write workflow steps that will not run (``canvas.Skipped``) as REVOKED
+    rows in their place; one that a chord waits for counts as a failed member,
+    or the chord would wait for ever."""
+    _insert(conn, [replace(
+        _final_message(s.name, s.id, states.REVOKED, REVOKED_ERROR, s.reason, now),
+        parent_id=_maybe_uuid(s.parent_id), root_id=_maybe_uuid(s.root_id),
+        group_id=_maybe_uuid(s.group_id)) for s in skipped], "", [])
+    for s in skipped:
+        if s.chord_id is not None:
+            _chord_member_done(cursor, conn, Outcome(
+                s.id, 0, states.REVOKED, now, exc_type=REVOKED_ERROR, exc_message=s.reason,
+                task_name=s.name, chord_id=s.chord_id, root_id=s.root_id), now)
+
+
+def _maybe_uuid(value: Any) -> uuid.UUID | None:
+    return None if value is None else uuid.UUID(str(value))
 
 
 def _complete_one(cursor: Any, conn: BaseDatabaseWrapper, o: Outcome) -> bool:
