@@ -1025,8 +1025,10 @@ def paused_queues() -> set[str]:
 
 def worker_heartbeat(name: str, now: dt.datetime, processed: int, **fields: Any) -> None:
     """Create or refresh ``name``'s worker row."""
+    # Queues and pool size change at run time (remote control, autoscale).
+    live = {k: fields[k] for k in ("queues", "concurrency") if k in fields}
     updated = Worker.objects.using(db_alias()).filter(pk=name).update(
-        last_seen=now, processed=processed, stopped_at=None)
+        last_seen=now, processed=processed, stopped_at=None, **live)
     if not updated:
         Worker.objects.using(db_alias()).update_or_create(
             pk=name, defaults={"last_seen": now, "processed": processed,

@@ -202,21 +202,22 @@ class AsyncResult:
     # -- changing ------------------------------------------------------------
 
     def revoke(self, terminate: bool = False) -> bool:
-        """Cancel the task if it has not started; return whether it was revoked.
+        """Cancel the task; return whether it was revoked (or is being terminated).
 
-        ``terminate=True`` (stopping a running task) needs a worker that
-        supports remote control and is refused here with ``NotImplementedError``
-        until then.
+        A task that has not started ends ``REVOKED`` and never runs. A running
+        one is stopped only with ``terminate=True``: the worker running it (in
+        a prefork pool) kills its process, and the task ends ``REVOKED``.
         """
-        if terminate:
-            raise NotImplementedError(
-                "revoke(terminate=True) needs remote control; revoke() cancels a "
-                "task that has not started")
         from . import queue
 
-        revoked = queue.revoke([self.id], "revoked by AsyncResult.revoke()", timezone.now())
         self._row = None
-        return bool(revoked)
+        if not terminate:
+            return bool(queue.revoke([self.id], "revoked by AsyncResult.revoke()",
+                                     timezone.now()))
+        from .control import revoke
+
+        report = revoke([self.id], terminate=True, reason="revoked by AsyncResult.revoke()")
+        return bool(report.revoked or report.terminated or report.terminating)
 
     def forget(self) -> None:
         """Delete the stored outcome (the row, once the task has finished)."""

@@ -336,7 +336,7 @@ class Worker:
             queue.renew_leases(self.name, now, self.options.lease_seconds)
         queue.worker_heartbeat(
             self.name, now, self.processed, hostname=socket.gethostname(), pid=os.getpid(),
-            queues=list(self.options.queues), concurrency=self.options.concurrency,
+            queues=list(self.queues), concurrency=self.pool.concurrency,
             pool=self.options.pool)
 
     def _control_poll(self) -> float:

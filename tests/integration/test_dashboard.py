@@ -231,8 +231,8 @@ def test_data_endpoint_returns_sections_and_figures(scene: dict[str, Any]) -> No
 def test_queue_and_worker_controls_appear_once_registered(scene: dict[str, Any]) -> None:
     pause = controls.register(
         controls.Control(
-            name="pause",
-            label="Pause",
+            name="test-pause",
+            label="Pause (test)",
             target="queue",
             permission="djtasks.change_taskrecord",
             question="Pause {target}?",
@@ -241,8 +241,8 @@ def test_queue_and_worker_controls_appear_once_registered(scene: dict[str, Any])
     )
     grow = controls.register(
         controls.Control(
-            name="grow",
-            label="Grow pool",
+            name="test-grow",
+            label="Grow pool (test)",
             target="worker",
             permission="djtasks.change_worker",
             question="Grow {target}?",
@@ -254,10 +254,10 @@ def test_queue_and_worker_controls_appear_once_registered(scene: dict[str, Any])
         assert "Pause" not in viewer["queues"] and "Grow pool" not in viewer["workers"]
         sections = login("view_taskrecord", superuser=True).get(reverse(DATA)).json()["sections"]
         assert (
-            reverse("admin:djtasks_taskrecord_control", args=["pause", "a"]) in sections["queues"]
+            reverse("admin:djtasks_taskrecord_control", args=["test-pause", "a"]) in sections["queues"]
         )
         assert (
-            reverse("admin:djtasks_taskrecord_control", args=["grow", "w1@h"])
+            reverse("admin:djtasks_taskrecord_control", args=["test-grow", "w1@h"])
             in sections["workers"]
         )
     finally:
@@ -265,9 +265,17 @@ def test_queue_and_worker_controls_appear_once_registered(scene: dict[str, Any])
         controls.unregister(grow.name)
 
 
-def test_no_remote_control_buttons_without_commands(scene: dict[str, Any]) -> None:
-    html = login(superuser=True).get(reverse(DASHBOARD)).content.decode()
-    assert "djtasks-control" not in html  # only revoke exists today, on the task page
+def test_remote_control_buttons_need_the_change_permission(scene: dict[str, Any]) -> None:
+    def sections(client: Any) -> str:
+        data = client.get(reverse(DATA)).json()["sections"]
+        return data["queues"] + data["workers"] + client.get(reverse(DASHBOARD)).content.decode()
+
+    html = sections(login(superuser=True))
+    for label in ("Pause", "Shut down", "Grow pool"):
+        assert label in html
+    viewer = sections(login("view_taskrecord"))
+    for label in ("Pause", "Shut down", "Grow pool"):
+        assert label not in viewer
 
 
 def test_paused_queues_are_marked_even_when_empty(scene: dict[str, Any]) -> None:
