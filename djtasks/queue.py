@@ -951,10 +951,48 @@ def revoke(task_ids: Sequence[str], reason: str, now: dt.datetime,
     sql = (f"UPDATE {_T} SET state = 'REVOKED', done_at = %s, exc_type = %s, "
            "exc_message = %s, lease_expires = NULL "
            f"WHERE id {in_sql} AND state IN ('PENDING', 'RETRY', 'RECEIVED'){fence} "
-           "RETURNING id")
+           "RETURNING id, name, headers, root_id, exc_message")
     with _write_transaction(conn) as cursor:
         cursor.execute(sql, params)
-        return [_uuid_str(r[0]) or "" for r in cursor.fetchall()]
+        rows = cursor.fetchall()
+        _workflow_ended(cursor, conn, rows, states.REVOKED, REVOKED_ERROR, now)
+        return [_uuid_str(r[0]) or "" for r in rows]
+
+
+def _workflow_ended(cursor: Any, conn: BaseDatabaseWrapper, rows: Sequence[Any], state: str,
+                    exc_type: str, now: dt.datetime) -> None:
+    """Settle the workflows of rows that ended without an outcome of their own
+    (revoked, expired, lost with their worker), in the same transaction: the
+    rest of a chain is recorded as not run, a chord counts the member as
+    failed, and a lost task's error callbacks are called. Without this a
+    chain's later steps stayed PENDING and a chord waited for ever.
+
+    ``rows`` are ``(id, name, headers, root_id, reason)``.
+    """
+    from .canvas import after_failure
+
+    for task_id, name, headers, root_id, reason in rows:
+        headers = _json_value(headers)
+        if not isinstance(headers, dict) or not headers.keys() & {"chain", "chord",
+                                                                   "link_error"}:
+            continue
+        tid, root = _uuid_str(task_id) or "", _uuid_str(root_id)
+        why = f"{exc_type.rpartition('.')[2]}: {reason}"
+        try:
+            errbacks, skipped = after_failure(headers, tid, root, why)
+        except Exception:  # a bad stored signature must not block revoke or rescue
+            import logging
+
+            logging.getLogger("djtasks.worker").exception("could not settle the workflow of %s[%s]", name, tid)
+            continue
+        if state == states.FAILURE:
+            _write_plan(conn, errbacks)
+        if skipped:
+            _insert_skipped(cursor, conn, skipped, now)
+        if headers.get("chord") is not None:
+            _chord_member_done(cursor, conn, Outcome(
+                tid, 0, state, now, exc_type=exc_type, exc_message=reason, task_name=name,
+                chord_id=headers["chord"], root_id=root), now)
 
 
 def forget(task_id: str) -> None:
@@ -1009,10 +1047,13 @@ def rescue_expired(now: dt.datetime) -> Rescued:
             f"UPDATE {_T} SET state = 'FAILURE', done_at = %s, lease_expires = NULL, "
             "exc_type = %s, exc_message = 'worker ' || worker || "
             "' stopped (lease expired) while running this task', custom_state = '' "
-            "WHERE state = 'STARTED' AND lease_expires < %s",
+            "WHERE state = 'STARTED' AND lease_expires < %s "
+            "RETURNING id, name, headers, root_id, exc_message",
             [now_db, WORKER_LOST, now_db],
         )
-        lost = cursor.rowcount
+        rows = cursor.fetchall()
+        lost = len(rows)
+        _workflow_ended(cursor, conn, rows, states.FAILURE, WORKER_LOST, now)
     return Rescued(requeued, lost)
 
 
