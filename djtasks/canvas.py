@@ -18,7 +18,7 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from . import serialization, states
 from .exceptions import DjtasksError
@@ -39,6 +39,7 @@ _INTERNAL = frozenset({"group_id", "group_index", "chord", "parent_id", "root_id
 _SHARED = frozenset({"queue", "priority", "serializer", "headers", "acks_late",
                      "time_limit", "soft_time_limit"})
 _CALLBACKS = ("link", "link_error")
+_S = TypeVar("_S", bound="Signature")
 
 
 def _checked_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def _checked_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _with_defaults(sig: Signature, options: dict[str, Any]) -> Signature:
+def _with_defaults(sig: _S, options: dict[str, Any]) -> _S:
     """A copy of ``sig`` taking the ``options`` it does not set itself; callbacks add up."""
     new = copy.deepcopy(sig)
     for key, value in options.items():
@@ -701,13 +702,13 @@ class chord(Signature):  # noqa: N801 - Celery's name
     def _parts(self) -> tuple[group, Signature]:
         """Header and body with the chord's options handed down: callbacks to
         the body, shared options to both, the rest (countdown...) to the header."""
-        assert self.body is not None
+        if self.body is None:
+            raise ValueError("a chord needs a body: chord(header)(body) or chord(header, body)")
         opts = {k: v for k, v in self.options.items() if k not in _INTERNAL}
         to_header = {k: v for k, v in opts.items() if k not in _CALLBACKS}
         to_body = {k: v for k, v in opts.items() if k in _SHARED or k in _CALLBACKS}
         header = _with_defaults(self.header, to_header) if to_header else self.header
         body = _with_defaults(self.body, to_body) if to_body else self.body
-        assert isinstance(header, group)
         return header, body
 
     @property
