@@ -136,3 +136,4 @@ def lone_surrogate() -> str:
 
 
 from . import runtime_tasks  # noqa: E402, F401 - registers the worker-runtime test tasks
+from . import canvas_tasks  # noqa: E402, F401 - registers the canvas test tasks
