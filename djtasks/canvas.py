@@ -482,6 +482,10 @@ class chain(Signature):  # noqa: N801 - Celery's name
     def result(self) -> Any:
         results = [t.result() for t in self.tasks]
         for previous, current in zip(results, results[1:], strict=False):
+            # A chord's result already leads back to its header: hang that on
+            # the previous step, or the header would drop out of the walk.
+            while getattr(current, "_parent", None) is not None:
+                current = current._parent
             current._parent = previous
         return results[-1]
 
@@ -792,6 +796,13 @@ class _Chunks:
 
     def delay(self) -> Any:
         return self.apply_async()
+
+    def __call__(self, **options: Any) -> Any:
+        """``add.chunks(items, 10)()`` enqueues the chunks, as in Celery."""
+        return self.apply_async(**options)
+
+    def apply(self, **options: Any) -> Any:
+        return self.group().apply(**options)
 
 
 def xmap(task: Any, iterable: Iterable[Any]) -> Signature:
