@@ -375,3 +375,42 @@ def test_a_workflow_step_lost_with_its_worker_fails_its_chain_chord_and_errbacks
     assert lost_chord.state == states.FAILURE
     assert isinstance(lost_chord.result, ChordError)
     assert body_runs() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_members_finishing_at_the_same_moment_enqueue_the_body_exactly_once() -> None:
+    """Each member's outcome is written by its own connection, all released
+    at once: the counter row serializes them, so one and only one sees zero."""
+    import threading
+
+    chords, size = 10, 4
+    results = [
+        chord([add.s(i, j) for j in range(size)], xsum.s()).apply_async() for i in range(chords)
+    ]
+    now = timezone.now()
+    claimed = queue.claim(WORKER, ["default"], chords * size, now, 30.0)
+    queue.start(WORKER, claimed, now)
+    outcomes = [execute(c, WORKER) for c in claimed]
+    by_chord: dict[str, list[Any]] = {}
+    for o in outcomes:
+        by_chord.setdefault(o.chord_id, []).append(o)
+    for members in by_chord.values():
+        barrier = threading.Barrier(len(members))
+
+        def settle(o: Any, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            queue.settle([o], WORKER, [], timezone.now())
+
+        threads = [
+            threading.Thread(target=in_other_connection, args=(lambda o=o: settle(o),))
+            for o in members
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    bodies = TaskRecord.objects.filter(name=xsum.name)
+    assert Counter(str(b.id) for b in bodies) == {r.id: 1 for r in results}
+    assert set(TaskGroup.objects.values_list("remaining", flat=True)) == {0}
+    drain()
+    assert [r.get() for r in results] == [sum(i + j for j in range(size)) for i in range(chords)]

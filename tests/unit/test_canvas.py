@@ -435,3 +435,14 @@ def test_eager_map_starmap_chunks_and_links() -> None:
         (mul.name, 6),
         (echo.name, 6),
     ]
+
+
+def test_the_result_of_a_chain_walks_back_through_a_chord_s_header() -> None:
+    c = chain(add.s(1, 1), chord([add.s(10), add.s(20)], xsum.s()), mul.s(2))
+    c.freeze()
+    res = c.result()
+    body = res.parent
+    header = body.parent
+    assert (res.id, body.id) == (c.tasks[2].id, c.tasks[1].body.id)
+    assert isinstance(header, GroupResult) and header.id == c.tasks[1].header.id
+    assert header._parent.id == c.tasks[0].id
