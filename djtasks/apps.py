@@ -12,8 +12,10 @@ class DjtasksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 - registers the system checks
-        from . import http  # noqa: F401 - registers the built-in task djtasks.http.dispatch
+        from . import (
+            checks,  # noqa: F401 - registers the system checks
+            http,  # noqa: F401 - registers the built-in task djtasks.http.dispatch
+        )
         from .canvas import register_builtin_tasks
         from .conf import settings
 

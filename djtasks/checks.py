@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core import checks
+from django.core.checks import Error, Tags, register
 
 from . import serialization
 from .conf import DEFAULTS, settings
@@ -76,7 +77,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         errors.append(_error("LISTEN_DATABASE_URL", "must be a postgresql:// URL or None", 14))
     unknown = sorted(n[8:] for n in dir(django_settings)
                      if n.startswith("DJTASKS_") and n[8:] not in DEFAULTS)
-    errors.extend(Warning(f"DJTASKS_{n} is not a djtasks setting (typo?)", id="djtasks.W001")
+    errors.extend(checks.Warning(f"DJTASKS_{n} is not a djtasks setting (typo?)", id="djtasks.W001")
                   for n in unknown)
     return errors
 
@@ -125,7 +126,7 @@ def check_beat_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             errors.append(Error(str(exc), id="djtasks.E101"))
             continue
         if fields["task"] not in registry:
-            errors.append(Warning(
+            errors.append(checks.Warning(
                 f"DJTASKS_BEAT_SCHEDULE[{name!r}]: task {fields['task']!r} is not registered "
                 "(is its module in an installed app's tasks.py or in DJTASKS_IMPORTS?); beat "
                 "will not send it", id="djtasks.W101"))
@@ -166,7 +167,7 @@ def check_message_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         value = getattr(settings, name)
         if accepted and isinstance(value, str) and value in serialization.names() \
                 and value not in accepted:
-            errors.append(Warning(f"DJTASKS_{name} {value!r} is not in DJTASKS_ACCEPT_CONTENT: "
+            errors.append(checks.Warning(f"DJTASKS_{name} {value!r} is not in DJTASKS_ACCEPT_CONTENT: "
                                   f"{what}", id="djtasks.W201"))
     value = settings.COMPRESSION
     if value is not None and value not in compression.names():
@@ -186,4 +187,29 @@ def check_message_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             isinstance(k, str | bytes) and k for k in fallbacks):
         errors.append(_error("SIGNING_KEY_FALLBACKS", "must be a list of non-empty strings",
                              208))
+    return errors
+
+
+@register(Tags.compatibility, Tags.security)
+def check_api_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """The HTTP API's tokens and the metrics' window (ids ``djtasks.E3xx``/``W3xx``)."""
+    from django.core.checks import Warning as CheckWarning
+
+    errors: list[Any] = []
+    tokens = settings.API_TOKENS
+    if not isinstance(tokens, dict) or not all(
+            isinstance(t, str) and t and isinstance(u, str) and u for t, u in tokens.items()):
+        errors.append(_error("API_TOKENS", "must be a dict of token → username (non-empty "
+                             "strings)", 301))
+    else:
+        short = sum(len(t) < 32 for t in tokens)
+        if short:
+            errors.append(CheckWarning(
+                f"DJTASKS_API_TOKENS: {short} token(s) shorter than 32 characters; use "
+                "random ones, e.g. python -c 'import secrets; print(secrets.token_urlsafe())'",
+                id="djtasks.W301"))
+    window = settings.METRICS_WINDOW
+    if not _is_number(window) or not 10 <= window <= 86400:
+        errors.append(_error("METRICS_WINDOW", "must be a number of seconds from 10 to 86400",
+                             302))
     return errors

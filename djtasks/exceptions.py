@@ -9,11 +9,11 @@ class DjtasksError(Exception):
     """Base class of every djtasks error."""
 
 
-class ImproperlyConfiguredTask(DjtasksError, TypeError):
+class ImproperlyConfiguredTask(DjtasksError, TypeError):  # noqa: N818 - reads like Django's ImproperlyConfigured
     """A task was declared or called with options that cannot work."""
 
 
-class NotRegistered(DjtasksError, KeyError):
+class NotRegistered(DjtasksError, KeyError):  # noqa: N818 - Celery's name
     """No task with this name is registered in this process."""
 
     def __str__(self) -> str:
@@ -26,11 +26,11 @@ class NotRegistered(DjtasksError, KeyError):
         )
 
 
-class AlreadyRegistered(DjtasksError):
+class AlreadyRegistered(DjtasksError):  # noqa: N818 - Celery's name
     """Two different functions were registered under one task name."""
 
 
-class DuplicateTask(DjtasksError):
+class DuplicateTask(DjtasksError):  # noqa: N818 - pairs with DuplicateTask in Celery-once
     """A call with a ``unique_key`` found an unfinished task with the same key."""
 
 
@@ -42,7 +42,7 @@ class DecodeError(DjtasksError, ValueError):
     """A stored payload could not be deserialized."""
 
 
-class ContentDisallowed(DecodeError):
+class ContentDisallowed(DecodeError):  # noqa: N818 - kombu's name
     """A payload's content type is not in ``DJTASKS_ACCEPT_CONTENT``."""
 
 
@@ -94,9 +94,9 @@ class Reject(DjtasksError):  # noqa: N818 - Celery's name
     """Raised by a task to refuse its message: it ends FAILURE without retry."""
 
 
-class TimeLimitExceeded(DjtasksError):
+class TimeLimitExceeded(DjtasksError):  # noqa: N818 - Celery's name
     """The task ran past its hard ``time_limit`` and its process was stopped."""
 
 
-class SoftTimeLimitExceeded(DjtasksError):
+class SoftTimeLimitExceeded(DjtasksError):  # noqa: N818 - Celery's name
     """Raised inside a task that ran past its ``soft_time_limit``."""

@@ -41,7 +41,9 @@ class TaskRecord(models.Model):
     lease_expires = models.DateTimeField(null=True, blank=True)
 
     # The outcome.
-    result = models.TextField(null=True, blank=True,
+    # NULL, not "": no value at all (ignore_result, a failure), as opposed to
+    # an encoded one.
+    result = models.TextField(null=True, blank=True,  # noqa: DJ001
                               help_text="encoded return value or progress meta")
     result_content_type = models.CharField(max_length=64, blank=True, default="")
     custom_state = models.CharField(max_length=64, blank=True, default="",
@@ -58,11 +60,12 @@ class TaskRecord(models.Model):
     done_at = models.DateTimeField(null=True, blank=True)
 
     # Worker-runtime options (issue: unique tasks, concurrency caps).
-    unique_key = models.CharField(max_length=255, null=True, blank=True,
+    # NULL keeps a row out of the partial unique index and the limit index.
+    unique_key = models.CharField(max_length=255, null=True, blank=True,  # noqa: DJ001
                                   help_text="at most one unfinished task per key")
     unique_until = models.DateTimeField(null=True, blank=True,
                                         help_text="the unique key stops holding after this")
-    concurrency_key = models.CharField(max_length=255, null=True, blank=True,
+    concurrency_key = models.CharField(max_length=255, null=True, blank=True,  # noqa: DJ001
                                        help_text="tasks sharing a cluster-wide concurrency cap")
 
     # Workflow links (canvas).

@@ -304,8 +304,8 @@ def _copy(conn: BaseDatabaseWrapper, messages: Sequence[Message]) -> None:
     then NOTIFY, all in one transaction."""
     import psycopg
 
-    columns = _INSERT_FIELDS + ["retries", "attempt", "worker", "result_content_type",
-                                "custom_state", "traceback"]
+    columns = [*_INSERT_FIELDS, "retries", "attempt", "worker", "result_content_type",
+               "custom_state", "traceback"]
     with transaction.atomic(using=conn.alias), conn.wrap_database_errors:
         conn.ensure_connection()
         with psycopg.Cursor(conn.connection) as cursor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 import uuid
@@ -9,8 +10,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from . import serialization, states
-from .exceptions import TaskError, TaskRevokedError, TimeoutError
+from . import exceptions, serialization, states
+from .exceptions import TaskError, TaskRevokedError
 
 _FIELDS = (
     "id", "name", "state", "custom_state", "result", "result_content_type", "exc_type",
@@ -34,11 +35,8 @@ def rebuild_exception(exc_type: str, message: str, traceback: str = "") -> BaseE
     for part in qualname.split("."):
         cls = getattr(cls, part, None) if cls is not None else None
     if isinstance(cls, type) and issubclass(cls, BaseException):
-        try:
+        with contextlib.suppress(Exception):  # a constructor that wants other arguments
             exc = cls(message)
-        except Exception:
-            pass
-        else:
             exc.remote_traceback = traceback  # type: ignore[attr-defined]
             return exc
     return TaskError(exc_type, message, traceback)
@@ -185,7 +183,7 @@ class AsyncResult:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.ready():
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"task {self.id} did not finish within {timeout}s "
+                raise exceptions.TimeoutError(f"task {self.id} did not finish within {timeout}s "
                                    f"(state {self.state})")
             time.sleep(interval if deadline is None
                        else max(0.0, min(interval, deadline - time.monotonic())))

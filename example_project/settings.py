@@ -11,7 +11,7 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
-SECRET_KEY = env("SECRET_KEY", default="example-only-not-secret")  # noqa: S105
+SECRET_KEY = env("SECRET_KEY", default="example-only-not-secret")
 DEBUG = env.bool("DEBUG", default=True)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 

@@ -86,7 +86,7 @@ def _run(task: Task, request: Request) -> Run:
                   retry_kwargs=getattr(retry, "kwargs_override", None))
         send(signals.task_retry, sender=task, request=request, reason=cause,
              einfo=run.traceback)
-    except BaseException as exc:  # noqa: BLE001 - a task may raise anything, even SystemExit
+    except BaseException as exc:  # a task may raise anything, even SystemExit
         run = Run(states.FAILURE, exc=exc, traceback=_format(exc))
         send(signals.task_failure, sender=task, task_id=request.id, exception=exc, args=args,
              kwargs=kwargs, traceback=exc.__traceback__, einfo=run.traceback)
@@ -193,7 +193,8 @@ def _execute(claimed: Claimed, hostname: str) -> Outcome:
         send(signals.task_success, sender=task, result=run.value)
         return outcome
     exc = run.exc
-    assert exc is not None
+    if exc is None:  # not SUCCESS, so _run() recorded why
+        raise RuntimeError(f"run of {task.name} ended {run.state} without an exception")
     if run.state == states.RETRY:
         new_payload = None
         if run.retry_args is not None or run.retry_kwargs is not None:

@@ -22,8 +22,8 @@ import queue as stdqueue
 import signal
 import threading
 import time
-from collections.abc import Callable
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -215,7 +215,7 @@ class ThreadPool(Pool):
             # sure nothing waiting starts now.
             with self._lock:
                 self._stopping = True
-                running = [j for i, j in self._jobs.items() if i in self._started]  # noqa: SIM118
+                running = [j for i, j in self._jobs.items() if i in self._started]
                 waiting = [j for i, j in self._jobs.items() if i not in self._started]
         for _ in self._threads:
             self._inbox.put(None)

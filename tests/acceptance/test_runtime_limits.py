@@ -7,6 +7,7 @@ unique keys through a partial unique index, under concurrent enqueuers.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import pytest
 from djtasks import states
 from djtasks.exceptions import TimeLimitExceeded
 from djtasks.models import TaskRecord
-from tests.support import subprocess_env, wait_until
+from tests.support import wait_until
 from tests.testapp import runtime_tasks, tasks
 from tests.testapp.models import Execution
 
@@ -40,7 +41,7 @@ def test_a_rate_limit_holds_across_two_workers(worker: Any) -> None:
     results = [runtime_tasks.rated.delay(i) for i in range(15)]
     starts = [s for s, _ in _spans(results)]
     rate = (len(starts) - 1) / (starts[-1] - starts[0])
-    gaps = [round(b - a, 3) for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(starts)]
     print(f"5/s limit: measured {rate:.2f}/s over {len(starts)} runs, gaps {gaps}")
     # 15 runs at 5/s need 14 intervals of 0.2 s; claims are spaced exactly,
     # starts may drift a few milliseconds after their claim.

@@ -135,5 +135,5 @@ def lone_surrogate() -> str:
     return "bad \ud800 text"
 
 
-from . import runtime_tasks  # noqa: E402, F401 - registers the worker-runtime test tasks
-from . import canvas_tasks  # noqa: E402, F401 - registers the canvas test tasks
+# Registers the canvas and worker-runtime test tasks in every worker.
+from . import canvas_tasks, runtime_tasks  # noqa: E402, F401
