@@ -343,7 +343,7 @@ def callbacks_to_dicts(value: Any, what: str = "link") -> list[dict[str, Any]]:
     checked like the steps of a workflow (see :func:`check_later_steps`)."""
     dicts = _callback_dicts(value, what)
     for data in dicts:
-        check_later_steps(Signature.from_dict(data), set())
+        check_later_steps(Signature.from_dict(data), set(), errback=what == "link_error")
     return dicts
 
 
@@ -364,9 +364,10 @@ def _workflow_parent(sig: Signature) -> tuple[str | None, str | None]:
     return None, sig.leaves()[0].id
 
 
-def _nodes(sig: Signature) -> Iterable[Signature]:
-    """``sig`` and every signature inside it, callbacks included."""
-    yield sig
+def _nodes(sig: Signature, errback: bool = False) -> Iterable[tuple[Signature, bool]]:
+    """``sig`` and every signature inside it, callbacks included, each with
+    whether it is an error callback."""
+    yield sig, errback
     if isinstance(sig, chain | group):
         for t in sig.tasks:
             yield from _nodes(t)
@@ -376,26 +377,80 @@ def _nodes(sig: Signature) -> Iterable[Signature]:
             yield from _nodes(sig.body)
     for key in _CALLBACKS:
         for data in sig.options.get(key) or []:
-            yield from _nodes(Signature.from_dict(data))
+            yield from _nodes(Signature.from_dict(data), key == "link_error")
 
 
-def check_later_steps(sig: Signature, planned: set[str]) -> None:
+def check_later_steps(sig: Signature, planned: set[str], errback: bool = False) -> None:
     """Refuse now what a worker would refuse later.
 
     Tasks of ``sig`` whose rows are not in ``planned`` (the rows written now,
     already checked) run later with one more argument first (the previous
     result, a chord's results, a failed task's id): each must be a registered
-    task that accepts that, unless immutable.
+    task that accepts that, unless immutable. A Celery-style errback (see
+    :func:`takes_request`) must accept ``(request, exc, traceback)``.
     """
-    for node in _nodes(sig):
+    for node, is_errback in _nodes(sig, errback):
         if node.subtask_type is not None or (node.id is not None and node.id in planned):
             continue
         try:
             task = registry.get(node.task)
         except KeyError as exc:
             raise DjtasksError(f"cannot call signature {node!r}: {exc}") from None
-        args = node.args if node.immutable else (None, *node.args)
+        if is_errback and takes_request(node):
+            args: tuple[Any, ...] = (None, None, None, *node.args)
+        else:
+            args = node.args if node.immutable else (None, *node.args)
         task._check_arguments(args, node.kwargs)
+
+
+def takes_request(errback: Signature) -> bool:
+    """Whether an error callback is Celery-style: its task's first parameter
+    is named ``request``, so it is called ``(request, exc, traceback)`` in the
+    worker process, right after the failure, instead of being enqueued with
+    the failed task's id."""
+    if type(errback) is not Signature or errback.task not in registry:
+        return False
+    task = registry.get(errback.task)
+    sig = task._signature
+    if sig is None:
+        return False
+    positional = [p for p in sig.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    positional = positional[1:] if task.bind else positional
+    return bool(positional) and positional[0].name == "request"
+
+
+def call_errbacks_in_process(headers: dict[str, Any], request: Any, exc: BaseException,
+                             traceback: str) -> None:
+    """Call the Celery-style error callbacks of a failed task, here and now.
+
+    An errback that raises is logged; it never changes the task's outcome.
+    """
+    import logging
+
+    for data in headers.get("link_error") or []:
+        errback = Signature.from_dict(data)
+        if not takes_request(errback):
+            continue
+        try:
+            registry.get(errback.task)(request, exc, traceback, *errback.args,
+                                       **errback.kwargs)
+        except Exception:
+            logging.getLogger("djtasks.worker").exception(
+                "error callback %r of %s[%s] raised", errback, request.task, request.id)
+
+
+def run_errback_eagerly(errback: Signature, result: Any) -> None:
+    """Eager mode: call an error callback of a failed :class:`EagerResult`."""
+    if takes_request(errback):
+        from .request import Request
+
+        request = Request(id=result.id, task=result.task_name, is_eager=True,
+                          called_directly=False)
+        registry.get(errback.task)(request, result.result, result.traceback or "",
+                                   *errback.args, **errback.kwargs)
+    else:
+        errback.apply_async((result.id,))
 
 
 def signature(task: Any, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
@@ -855,23 +910,32 @@ class Skipped(NamedTuple):
 
 def after_failure(headers: dict[str, Any], task_id: str, root_id: str | None,
                   reason: str) -> tuple[Plan, list[Skipped]]:
-    """The error callbacks to call, and the chain steps that will not run."""
+    """The error callbacks to enqueue (with the failed task's id; Celery-style
+    ones are called in process by the worker instead), and the chain steps
+    that will not run."""
     plan = Plan()
     parent = (task_id, root_id or task_id)
-    for errback in headers.get("link_error") or []:
-        plan.extend(Signature.from_dict(errback).plan((task_id,), (), parent))
+    for data in headers.get("link_error") or []:
+        errback = Signature.from_dict(data)
+        if not takes_request(errback):
+            plan.extend(errback.plan((task_id,), (), parent))
+    why = f"not run: an earlier step of its chain ({task_id}) failed: {reason}"
+    return plan, not_run(headers, task_id, root_id, why)
+
+
+def not_run(headers: dict[str, Any], task_id: str, root_id: str | None,
+            reason: str) -> list[Skipped]:
+    """The rest of the chain of task ``task_id``, as steps that will not run."""
     skipped = []
     previous = task_id
     for data in headers.get("chain") or []:
         for leaf in Signature.from_dict(data).leaves():
             if leaf.id:
                 skipped.append(Skipped(
-                    leaf.task, leaf.id,
-                    f"not run: an earlier step of its chain ({task_id}) failed: {reason}",
-                    previous, root_id or task_id, leaf.options.get("group_id"),
-                    leaf.options.get("chord")))
+                    leaf.task, leaf.id, reason, previous, root_id or task_id,
+                    leaf.options.get("group_id"), leaf.options.get("chord")))
                 previous = leaf.id
-    return plan, skipped
+    return skipped
 
 
 def _map(task_name: str, items: list[Any]) -> list[Any]:

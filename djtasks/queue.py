@@ -731,12 +731,15 @@ def _chord_member_done(cursor: Any, conn: BaseDatabaseWrapper, o: Outcome,
             _insert(conn, [_final_message(leaf.task, leaf.id or "", states.FAILURE,
                                           f"{ChordError.__module__}.ChordError", reason, now)
                            for leaf in body_sig.leaves() if leaf.id], "", [])
-            from .canvas import Plan
+            from .canvas import Plan, takes_request
 
             plan = Plan()
             for errback in body_sig.options.get("link_error") or []:
-                plan.extend(Signature.from_dict(errback).plan((body_sig.last().id,), (),
-                                                              parent))
+                errback_sig = Signature.from_dict(errback)
+                # A (request, exc, traceback) errback needs the body's own
+                # failure in a worker; the body never ran (docs/canvas.md).
+                if not takes_request(errback_sig):
+                    plan.extend(errback_sig.plan((body_sig.last().id,), (), parent))
             _write_plan(conn, plan)
         return
     if remaining != 0 or failed:

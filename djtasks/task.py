@@ -643,14 +643,14 @@ class Task(Generic[P, R]):
 
 
 def _run_links_eagerly(result: EagerResult, link: Any, link_error: Any) -> None:
-    from .canvas import callbacks_to_signatures
+    from .canvas import callbacks_to_signatures, run_errback_eagerly
 
     if result.state == states.SUCCESS and link is not None:
         for sig in callbacks_to_signatures(link):
             sig.apply_async((result.result,))
     elif result.state == states.FAILURE and link_error is not None:
         for sig in callbacks_to_signatures(link_error):
-            sig.apply_async((result.id,))
+            run_errback_eagerly(sig, result)
 
 
 def _task_id(task_id: Any) -> uuid.UUID:

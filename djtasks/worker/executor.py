@@ -133,8 +133,9 @@ def execute(claimed: Claimed, hostname: str) -> Outcome:
         outcome.task_name = claimed.name
         outcome.root_id = claimed.root_id
         value = outcome.__dict__.pop("_value", None)
+        failure = outcome.__dict__.pop("_failure", None)
         if claimed.headers and isinstance(claimed.headers, dict):
-            _plan_workflow(claimed, outcome, value)
+            _plan_workflow(claimed, outcome, value, failure)
         return outcome
     finally:
         _drop_broken_connections()
@@ -213,12 +214,20 @@ def _execute(claimed: Claimed, hostname: str) -> Outcome:
                        new_payload=new_payload)
     if isinstance(exc, Reject):
         logger.info("task %s[%s] rejected itself: %s", task.name, claimed.id, exc)
-    return Outcome(claimed.id, claimed.attempt, states.FAILURE, done, run.runtime,
-                   exc_type=type_name(exc), exc_message=_message(exc), traceback=run.traceback)
+    outcome = Outcome(claimed.id, claimed.attempt, states.FAILURE, done, run.runtime,
+                      exc_type=type_name(exc), exc_message=_message(exc),
+                      traceback=run.traceback)
+    outcome.__dict__["_failure"] = (request, exc, run.traceback)  # for errbacks; never pickled
+    return outcome
 
 
-def _plan_workflow(claimed: Claimed, outcome: Outcome, value: Any) -> None:
-    """Attach what comes next in a workflow to the outcome, to be written with it."""
+def _plan_workflow(claimed: Claimed, outcome: Outcome, value: Any,
+                   failure: tuple[Request, BaseException, str] | None = None) -> None:
+    """Attach what comes next in a workflow to the outcome, to be written with it.
+
+    Celery-style error callbacks (``(request, exc, traceback)``) are called
+    here, in this process, as the exception object lives only here.
+    """
     from .. import canvas
 
     headers = claimed.headers
@@ -234,11 +243,21 @@ def _plan_workflow(claimed: Claimed, outcome: Outcome, value: Any) -> None:
             reason = f"{outcome.exc_type.rpartition('.')[2]}: {outcome.exc_message}"
             outcome.followups, outcome.skipped = canvas.after_failure(
                 headers, claimed.id, claimed.root_id, reason)
+            if failure is not None and headers.get("link_error"):
+                canvas.call_errbacks_in_process(headers, *failure)
     except Exception as exc:
-        # The step itself is done; say why the rest of its workflow is not.
+        # The step itself is done; say why the rest of its workflow is not,
+        # and record the rest of its chain as not run rather than leave it
+        # PENDING for ever.
         logger.exception("could not plan the next steps of %s[%s]", claimed.name, claimed.id)
         outcome.followups = None
         outcome.traceback += f"\n[djtasks] the next workflow steps could not be built: {exc}"
+        try:
+            outcome.skipped = canvas.not_run(
+                headers, claimed.id, claimed.root_id,
+                f"not run: the workflow could not go on after {claimed.id}: {exc}")
+        except Exception:
+            outcome.skipped = []
 
 
 def _message(exc: BaseException) -> str:
