@@ -21,6 +21,7 @@ from tests.testapp.canvas_tasks import (
     concat,
     error_handler,
     explode,
+    log_error,
     mul,
     slow_square,
     square,
@@ -92,6 +93,7 @@ def test_failures_stop_chains_and_fail_chords_on_a_real_worker(worker: Any) -> N
     handled.link_error(error_handler.s())
     handled_res = handled.delay()
     grp = group(add.s(1, 1), explode.s(), add.s(2, 2))()
+    celery_style = explode.apply_async(("y",), link_error=log_error.s())
 
     with pytest.raises(TaskRevokedError, match="BoomError"):
         stopped.get(timeout=T)
@@ -109,6 +111,10 @@ def test_failures_stop_chains_and_fail_chords_on_a_real_worker(worker: Any) -> N
     assert grp.get(timeout=T, propagate=False)[0::2] == [2, 4]
     assert grp.ready() and grp.failed() and grp.completed_count() == 2
     assert runs_of(collect) == Counter()  # no failed chord ran its body
+    (call,) = wait_until(
+        lambda: list(Execution.objects.filter(task_id=celery_style.id)), message="log_error"
+    )
+    assert call.name == f"log_error {explode.name} BoomError: explode('y',) tb=True"
 
 
 def test_nested_workflows_on_real_workers(worker: Any) -> None:

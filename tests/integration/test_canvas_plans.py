@@ -25,7 +25,16 @@ from djtasks.models import TaskGroup, TaskRecord
 from djtasks.worker.executor import execute
 from tests.conftest import on_postgres
 from tests.support import in_other_connection
-from tests.testapp.canvas_tasks import collect, concat, error_handler, explode, mul, whoami, xsum
+from tests.testapp.canvas_tasks import (
+    collect,
+    concat,
+    error_handler,
+    explode,
+    log_error,
+    mul,
+    whoami,
+    xsum,
+)
 from tests.testapp.models import Execution
 from tests.testapp.tasks import BoomError, add, echo
 
@@ -414,3 +423,29 @@ def test_members_finishing_at_the_same_moment_enqueue_the_body_exactly_once() ->
     assert set(TaskGroup.objects.values_list("remaining", flat=True)) == {0}
     drain()
     assert [r.get() for r in results] == [sum(i + j for j in range(size)) for i in range(chords)]
+
+
+# -- Celery-style error callbacks: (request, exc, traceback) ----------------------------
+
+
+def test_a_celery_style_errback_is_called_in_the_worker_with_the_exception() -> None:
+    bad = explode.apply_async(("x",), link_error=[log_error.s(), error_handler.s()])
+    drain()
+    (call,) = Execution.objects.filter(name__startswith="log_error")
+    assert call.task_id == bad.id
+    assert call.name == f"log_error {explode.name} BoomError: explode('x',) tb=True"
+    # the id-style errback beside it is enqueued as usual; the other is not a row
+    assert list(TaskRecord.objects.filter(parent_id=bad.id).values_list("name", flat=True)) == [
+        error_handler.name
+    ]
+
+
+def test_a_celery_style_errback_of_a_chain_step() -> None:
+    res = chain(add.s(1, 1), explode.s(), add.s(1)).on_error(log_error.s())
+    assert res.task == log_error.name  # on_error returns the errback, as in Celery
+
+
+def test_an_errback_with_the_wrong_arguments_is_refused_at_call_time() -> None:
+    with pytest.raises(TypeError, match="bad arguments"):
+        add.apply_async((1, 1), link_error=log_error.s(1))
+    assert TaskRecord.objects.count() == 0

@@ -92,3 +92,14 @@ def whoami(self: Any, *args: Any) -> dict[str, Any]:
         "group_id": r.group_id,
         "args": list(args),
     }
+
+
+@task
+def log_error(request: Any, exc: BaseException, traceback: str) -> None:
+    """A Celery-style error callback: called in the worker process with the
+    failed task's request, exception and traceback. Leaves an Execution row
+    named after what it was given."""
+    from .models import Execution
+
+    seen = f"log_error {request.task} {type(exc).__name__}: {exc} tb={'Traceback' in traceback}"
+    Execution.objects.create(task_id=request.id, name=seen[:255], pid=os.getpid())

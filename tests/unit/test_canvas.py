@@ -446,3 +446,20 @@ def test_the_result_of_a_chain_walks_back_through_a_chord_s_header() -> None:
     assert (res.id, body.id) == (c.tasks[2].id, c.tasks[1].body.id)
     assert isinstance(header, GroupResult) and header.id == c.tasks[1].header.id
     assert header._parent.id == c.tasks[0].id
+
+
+@override_settings(DJTASKS_ALWAYS_EAGER=True, DJTASKS_EAGER_PROPAGATES=False)
+def test_eager_celery_style_errback_gets_request_exception_and_traceback() -> None:
+    from tests.testapp.canvas_tasks import log_error
+
+    seen: list[Any] = []
+    original = log_error.run
+    log_error.run = lambda request, exc, traceback: seen.append((request.id, exc, traceback))
+    try:
+        res = explode.apply_async(("x",), link_error=log_error.s())
+    finally:
+        log_error.run = original
+    (call,) = seen
+    assert call[0] == res.id
+    assert isinstance(call[1], BoomError)
+    assert "Traceback" in call[2]
