@@ -20,6 +20,7 @@ the detail page's content in :mod:`.task_detail`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +48,7 @@ from ..ids import uuid7
 from ..models import TaskRecord
 from ..signing import normalize_task_id
 from .task_detail import RETRY_OF_HEADER, task_details, task_url
+from .workflow import workflow_links, workflow_view
 from .task_list import (
     ARGS_PREVIEW,
     EnqueuedFilter,
@@ -380,6 +382,7 @@ class TaskRecordAdmin(admin.ModelAdmin):
             "has_delete_permission": self.has_delete_permission(request, obj),
             "has_retry_permission": self.has_retry_permission(request),
             **task_details(obj, request.user),
+            **workflow_links(obj),
             **(extra_context or {}),
         }
         return TemplateResponse(request, "djtasks/admin/task_detail.html", context)
@@ -398,6 +401,11 @@ class TaskRecordAdmin(admin.ModelAdmin):
                 "control/<slug:name>/<str:target>/",
                 wrap(self.control_view),
                 name=f"{prefix}_control",
+            ),
+            path(
+                "<path:object_id>/workflow/",
+                wrap(functools.partial(workflow_view, self)),
+                name=f"{prefix}_workflow",
             ),
             *super().get_urls(),
         ]
