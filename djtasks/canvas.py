@@ -259,6 +259,10 @@ class Signature:
         write_plan(plan)
         return sig.result()
 
+    def __invert__(self) -> Any:
+        """``~sig``: call it and wait for its result (Celery's shortcut, for shells)."""
+        return self.apply_async().get()
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the task function now, in this process."""
         sig = self.clone(args, kwargs)
