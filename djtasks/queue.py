@@ -1007,14 +1007,27 @@ def forget(task_id: str) -> None:
 
 # -- leases and workers -----------------------------------------------------------
 
-def renew_leases(worker: str, now: dt.datetime, lease_seconds: float) -> int:
-    """Extend the lease of every row ``worker`` holds (one statement)."""
+def renew_leases(worker: str, now: dt.datetime, lease_seconds: float,
+                 task_ids: Sequence[str] | None = None) -> int:
+    """Extend the lease of the rows ``worker`` holds (one statement).
+
+    ``task_ids`` limits it to the rows the worker knows it holds. A row held
+    under its name that it does not know of must expire instead: one left by
+    a killed process that had the same ``--hostname``, or one claimed by a
+    statement whose reply never arrived. Renewed by name, it would stay held
+    for as long as the worker lives.
+    """
     conn = connection()
+    sql = f"UPDATE {_T} SET lease_expires = %s WHERE worker = %s AND state IN {_HELD}"
+    params = [_dt(conn, now + dt.timedelta(seconds=lease_seconds)), worker]
+    if task_ids is not None:
+        if not task_ids:
+            return 0
+        in_sql, in_params = _in_list(conn, [_db_id(conn, t) for t in task_ids])
+        sql += f" AND id {in_sql}"
+        params.extend(in_params)
     with conn.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {_T} SET lease_expires = %s WHERE worker = %s AND state IN {_HELD}",
-            [_dt(conn, now + dt.timedelta(seconds=lease_seconds)), worker],
-        )
+        cursor.execute(sql, params)
         return cursor.rowcount
 
 

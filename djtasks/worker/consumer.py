@@ -333,11 +333,17 @@ class Worker:
     def heartbeat(self) -> None:
         now = self.now()
         if self.options.pool != "solo":
-            queue.renew_leases(self.name, now, self.options.lease_seconds)
+            queue.renew_leases(self.name, now, self.options.lease_seconds, self.held_ids())
         queue.worker_heartbeat(
             self.name, now, self.processed, hostname=socket.gethostname(), pid=os.getpid(),
             queues=list(self.queues), concurrency=self.pool.concurrency,
             pool=self.options.pool)
+
+    def held_ids(self) -> list[str]:
+        """The rows this process knows it holds: claimed, running, or with an
+        outcome still to write. Only their leases are renewed."""
+        return ([c.id for c in list(self.buffer)] + [j.claimed.id for j in self.pool.running()]
+                + [o.task_id for o in list(self.pending)])
 
     def _control_poll(self) -> float:
         woken = (self.listener is not None and bool(self.listener.waitables())
@@ -357,7 +363,11 @@ class Worker:
         def renew() -> None:
             while not stop.wait(interval):
                 try:
-                    queue.renew_leases(self.name, self.now(), self.options.lease_seconds)
+                    held = self.held_ids()
+                except RuntimeError:  # the loop changed the buffer meanwhile: next time
+                    continue
+                try:
+                    queue.renew_leases(self.name, self.now(), self.options.lease_seconds, held)
                 except _DB_ERRORS as exc:
                     logger.warning("lease renewal failed: %s", exc)
             connections.close_all()

@@ -94,19 +94,25 @@ class SoloPool(Pool):
     def __init__(self, concurrency: int, hostname: str) -> None:
         super().__init__(1, hostname)
         self._done: list[Outcome] = []
+        self._current: Job | None = None  # the job running now (seen by the lease thread)
 
     def free(self) -> int:
         return 1
 
     def submit(self, job: Job) -> None:
-        self._done.append(execute(job.claimed, self.hostname))
+        self._current = job
+        try:
+            self._done.append(execute(job.claimed, self.hostname))
+        finally:
+            self._current = None
 
     def collect(self) -> list[Outcome]:
         done, self._done = self._done, []
         return done
 
     def running(self) -> list[Job]:
-        return []
+        current = self._current
+        return [current] if current is not None else []
 
 
 # -- threads -------------------------------------------------------------------
