@@ -67,7 +67,17 @@ def on_postgres() -> bool:
     return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 
 
+#: Fixtures that start manage.py subprocesses (workers, beat, the demo).
+_PROCESS_FIXTURES = {"manage_py", "worker"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        # ``-m "not processes"`` leaves out every test that starts processes
+        # (tox's Django 6 environments do: those tests exercise djtasks'
+        # own worker, not Django, and run in the Django 5.2 environments).
+        if _PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.processes)
     if on_postgres():
         return
     skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL=postgres://...)")
