@@ -103,3 +103,44 @@ def log_error(request: Any, exc: BaseException, traceback: str) -> None:
 
     seen = f"log_error {request.task} {type(exc).__name__}: {exc} tb={'Traceback' in traceback}"
     Execution.objects.create(task_id=request.id, name=seen[:255], pid=os.getpid())
+
+
+# -- The tasks of docs/canvas.md, under the names the page shows ------------------------
+# The page defines them in a module ``proj.tasks``; tests/integration/
+# test_canvas_docs.py runs the page's own definitions in the test process, and
+# these copies (same code, same names) are what worker processes run.
+
+_DOCS = "proj.tasks"
+
+
+@task(name=f"{_DOCS}.add")
+def docs_add(x: int, y: int) -> int:
+    return x + y
+
+
+@task(name=f"{_DOCS}.mul")
+def docs_mul(x: int, y: int) -> int:
+    return x * y
+
+
+@task(name=f"{_DOCS}.xsum")
+def docs_xsum(numbers: list[int]) -> int:
+    return sum(numbers)
+
+
+@task(name=f"{_DOCS}.raising_task")
+def docs_raising_task(*args: Any) -> None:
+    raise ValueError("something went wrong")
+
+
+@task(name=f"{_DOCS}.error_handler")
+def docs_error_handler(task_id: str) -> str:
+    exc = AsyncResult(task_id).get(propagate=False)
+    return f"task {task_id} raised {exc!r}"
+
+
+@task(name=f"{_DOCS}.log_error")
+def docs_log_error(request: Any, exc: BaseException, traceback: str) -> None:
+    import logging
+
+    logging.getLogger("proj.tasks").error("task %s raised %r", request.id, exc)
