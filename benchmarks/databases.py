@@ -15,6 +15,8 @@ import platform
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,16 @@ class Postgres:
             dbname=dbname,
             autocommit=True,
         )
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """A session advisory lock on the server, held for the block."""
+        with self.connect() as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
 
     def exists(self, name: str) -> bool:
         with self.connect() as conn:

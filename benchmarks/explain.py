@@ -111,7 +111,7 @@ def explain_workload(ctx: Any) -> dict[str, Any]:
 def run(harness: Any, batch: int = 8) -> dict[str, Any]:
     """EXPLAIN the hot statements on a fresh copy of ``harness``'s W4 template."""
     harness.ensure_template()
-    target = databases.Target("postgres", f"{harness.args.db_name}_explain")
+    target = databases.Target("postgres", harness.name("explain"))
     harness.pg.create(target.name, template=harness.template)
     try:
         return harness.drive(

@@ -129,6 +129,34 @@ def state_counts() -> dict[str, int]:
     return dict(collections.Counter(TaskRecord.objects.values_list("state", flat=True)))
 
 
+def db_counters() -> dict[str, float]:
+    """PostgreSQL's counters for this database (commits, rows, WAL bytes)."""
+    if not postgres():
+        return {}
+    with connection.cursor() as cursor:
+        if connection.pg_version >= 150000:
+            # This session's own counts reach the view at most once a second:
+            # push them now (the next statement ends a transaction).
+            cursor.execute("SELECT pg_stat_force_next_flush()")
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted, "
+            "blks_read, blks_hit, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') "
+            "FROM pg_stat_database WHERE datname = current_database()"
+        )
+        row = cursor.fetchone()
+    names = ["commits", "rollbacks", "inserted", "updated", "deleted", "blks_read", "blks_hit"]
+    return {**dict(zip(names, row[:7], strict=True)), "wal_bytes": float(row[7])}
+
+
+def db_per_task(before: dict[str, float], after: dict[str, float], tasks: int) -> dict[str, float]:
+    """What the database did per task between two :func:`db_counters` (the
+    worker's backends report when they exit, so read ``after`` once it has)."""
+    if not before or not after or not tasks:
+        return {}
+    return {k: round((after[k] - before[k]) / tasks, 3) for k in before}
+
+
 # -- journal (exactly once) ---------------------------------------------------
 
 

@@ -164,3 +164,52 @@ def problems(record: dict[str, Any]) -> list[str]:
         elif key == "worker_exit_code" and value != 0:
             out.append(f"worker exited with {value}")
     return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The figures as a Markdown table (for docs/benchmarks.md)."""
+    meta = report["meta"]
+    out = []
+    for db, results in report["results"].items():
+        out.append(f"\n**{db}** ({meta['size']}, median of {meta['runs']} runs)\n")
+        out.append("| workload | median | min-max | unit | target | best peer (issue 8) |")
+        out.append("| --- | ---: | ---: | --- | --- | --- |")
+        for row in ROWS:
+            entry = results.get(row.workload)
+            s = entry["summary"].get(row.key) if entry else None
+            if not s:
+                continue
+            span = f"{_fmt(s['min'], row.unit)}-{_fmt(s['max'], row.unit)}"
+            out.append(
+                f"| {row.label.strip()} | {_fmt(s['median'], row.unit)} | {span} | {row.unit} "
+                f"| {_verdict(row, s['median'])} | {row.peers} |"
+            )
+        d = report["derived"].get(db, {})
+        if "W4_vs_W2" in d:
+            out.append(f"| W4 / W2 | {d['W4_vs_W2']:.2f} | | ratio | ≥ 0.90 | |")
+        if "enqueue4_vs_W1" in d:
+            out.append(f"| 4 enqueuers / 1 (W1) | {d['enqueue4_vs_W1']:.2f} | | ratio | | |")
+        if "enqueue4_notify_vs_none" in d:
+            out.append(
+                f"| 4 enqueuers, NOTIFY / none | {d['enqueue4_notify_vs_none']:.2f} | | ratio | | |"
+            )
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.report [results.json] [--markdown]``: print a saved run."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.report")
+    p.add_argument("path", nargs="?", default="benchmarks/results/latest.json")
+    p.add_argument("--markdown", action="store_true")
+    args = p.parse_args(argv)
+    data = json.loads(Path(args.path).read_text())
+    print(markdown(data) if args.markdown else table(data))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

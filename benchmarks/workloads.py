@@ -48,7 +48,10 @@ def w1(ctx: Context) -> dict[str, Any]:
     """``.delay()`` one call at a time, each its own autocommit transaction."""
     h.reset_tables()
     h.settle_database()
-    return _delay_loop(ctx.size.w1_calls)
+    counters = h.db_counters()
+    result = _delay_loop(ctx.size.w1_calls)
+    result["db_per_task"] = h.db_per_task(counters, h.db_counters(), ctx.size.w1_calls + 20)
+    return result
 
 
 def _delay_loop(calls: int, warmup: int = 20) -> dict[str, Any]:
@@ -84,6 +87,7 @@ def _drain(
     extra_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     h.settle_database()
+    counters = h.db_counters()
     worker = h.start_worker(
         f"bench-{name}-{os.getpid()}",
         ctx.workdir,
@@ -105,6 +109,9 @@ def _drain(
     result["tasks"] = len(ids)
     result["concurrency"] = concurrency
     result["checks"] = checks
+    # Commits, row writes and WAL per task: what the hot path asks of the database.
+    time.sleep(0.6)  # the worker's backends have exited; let their stats land
+    result["db_per_task"] = h.db_per_task(counters, h.db_counters(), len(ids))
     return result
 
 
@@ -499,17 +506,136 @@ def bulk_delay(ctx: Context) -> dict[str, Any]:
 
 
 def build_history(ctx: Context) -> dict[str, Any]:
-    """Make ``w4_finished`` finished rows by really running them: one worker
-    (``-c 2``) fed in chunks, so the table carries the dead tuples, index
-    churn and autovacuum history of real use. Slow at full size (minutes);
-    the harness keeps the result as a template database."""
+    """Make ``w4_finished`` finished rows by running them through the queue's
+    write path, so the table carries the dead tuples, index churn and
+    autovacuum history of real use (never bulk-inserted as SUCCESS).
+
+    ``DJTASKS_BENCH_HISTORY=direct`` (default) drives the worker's own
+    statements in this process: ``queue.claim`` a batch, then one
+    ``queue.settle`` that finishes the previous batch and starts this one, as
+    the worker's loop does, but without child processes (minutes at full
+    size). ``worker`` runs a real ``taskworker -c 2`` fed in chunks instead,
+    as slow as the worker is (tens of minutes at full size today).
+    """
+    how = os.environ.get("DJTASKS_BENCH_HISTORY", "direct")
     total = ctx.size.w4_finished
-    backlog = max(2_000, min(20_000, total // 10))
     h.reset_tables()
+    begin = time.time()
+    vacuum = _Autovacuum()
+    if how == "worker":
+        code = _history_by_worker(ctx, total, vacuum)
+    elif how == "direct":
+        code = _history_direct(ctx, total, vacuum)
+    else:
+        raise h.BenchmarkError(f"unknown DJTASKS_BENCH_HISTORY={how!r}")
+    states = h.state_counts()
+    if states != {"SUCCESS": total}:
+        raise h.BenchmarkError(f"history has rows in {states}, wanted {total} SUCCESS")
+    with connection.cursor() as cursor:
+        cursor.execute("CHECKPOINT")
+    return {
+        "finished_rows": total,
+        "seconds": time.time() - begin,
+        "history": how,
+        "vacuum": vacuum.describe(),
+        "worker_exit_code": code,
+    }
+
+
+def _progress(begin: float, done: int, total: int, last: list[float]) -> None:
+    if time.time() - last[0] > 30:
+        last[0] = time.time()
+        print(
+            f"  history: {done:,} of {total:,} rows finished ({time.time() - begin:.0f}s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+class _Autovacuum:
+    """Stands in for autovacuum while the history is built, if the server has
+    it off (CI configurations do): VACUUM the task table whenever its dead
+    rows pass autovacuum's default threshold, 50 + 20 % of the table. Without
+    it a million finished rows would carry three million dead versions, which
+    real use with PostgreSQL's defaults never does. Like the daemon it looks
+    at most once per ``autovacuum_naptime`` (1 min)."""
+
+    NAPTIME = 60.0
+
+    def __init__(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW autovacuum")
+            self.server_on = cursor.fetchone()[0] == "on"
+        self.vacuums = 0
+        self._done_at_last = 0
+        self._next_look = time.monotonic() + self.NAPTIME
+
+    def after(self, done: int, rows: int) -> None:
+        if self.server_on or time.monotonic() < self._next_look:
+            return
+        self._next_look = time.monotonic() + self.NAPTIME
+        # Each finished task left three dead versions (claim, start, finish).
+        if 3 * (done - self._done_at_last) <= 50 + 0.2 * rows:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(f"VACUUM (ANALYZE) {TaskRecord._meta.db_table}")
+        self.vacuums += 1
+        self._done_at_last = done
+
+    def describe(self) -> str:
+        if self.server_on:
+            return "autovacuum (the server's)"
+        return f"server autovacuum off: {self.vacuums} VACUUMs at autovacuum's default threshold"
+
+
+def _history_direct(ctx: Context, total: int, vacuum: _Autovacuum) -> int:
+    from djtasks import states
+
+    me = f"bench-history-{os.getpid()}@direct"
+    # Bigger than a -c 2 worker's claim (8) only to be quick: every row still
+    # gets the claim, start and finish updates (and index entries) it would.
+    batch = 100
+    chunk = 10_000
+    enqueued = done = taken = 0
+    previous: list[queue.Outcome] = []
+    begin, last = time.time(), [time.time()]
+    while done < total:
+        if enqueued - taken < batch and enqueued < total:
+            n = min(chunk, total - enqueued)
+            h.load("bench.noop", n, ctx.size.load_chunk, start=enqueued)
+            enqueued += n
+        now = timezone.now()
+        claimed = queue.claim(me, ["default"], batch, now, 60)
+        taken += len(claimed)
+        started = queue.settle(previous, me, claimed, now)
+        done += len(previous)
+        finished = timezone.now()
+        previous = [
+            queue.Outcome(
+                task_id=c.id,
+                attempt=c.attempt,
+                state=states.SUCCESS,
+                done_at=finished,
+                runtime=0.00002,
+                result="null",
+                result_content_type="application/json",
+                task_name=c.name,
+            )
+            for c in claimed
+            if c.id in started
+        ]
+        if not claimed and not previous and done < total:
+            raise h.BenchmarkError(f"history: nothing to claim after {done:,} rows")
+        vacuum.after(done, enqueued)
+        _progress(begin, done, total, last)
+    return 0
+
+
+def _history_by_worker(ctx: Context, total: int, vacuum: _Autovacuum) -> int | None:
+    backlog = max(2_000, min(20_000, total // 10))
     worker = h.start_worker(f"bench-history-{os.getpid()}", ctx.workdir, 2, loglevel="WARNING")
     enqueued = 0
-    begin = time.time()
-    last_report = begin
+    begin, last = time.time(), [time.time()]
     try:
         worker.wait_ready()
         while True:
@@ -524,22 +650,11 @@ def build_history(ctx: Context) -> dict[str, Any]:
                 raise h.BenchmarkError(f"worker died building history:\n{worker.output()}")
             else:
                 time.sleep(0.5)
-            if time.time() - last_report > 30:
-                last_report = time.time()
-                print(
-                    f"  history: {enqueued - waiting:,} of {total:,} rows finished "
-                    f"({time.time() - begin:.0f}s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            vacuum.after(enqueued - waiting, enqueued)
+            _progress(begin, enqueued - waiting, total, last)
     finally:
         code = worker.stop()
-    states = h.state_counts()
-    if states != {"SUCCESS": total}:
-        raise h.BenchmarkError(f"history has rows in {states}, wanted {total} SUCCESS")
-    with connection.cursor() as cursor:
-        cursor.execute("CHECKPOINT")
-    return {"finished_rows": total, "seconds": time.time() - begin, "worker_exit_code": code}
+    return code
 
 
 WORKLOADS: dict[str, Callable[[Context], dict[str, Any]]] = {
