@@ -139,11 +139,19 @@ class Outcome:
     skipped: list[Any] = field(default_factory=list)
     chord_id: str | None = None
     root_id: str | None = None
+    # Set by the executor once it has planned the row's workflow. An outcome
+    # made elsewhere (a child process died, a hard time limit, terminate) has
+    # not: its row's workflow is settled from the row's headers.
+    workflow_planned: bool = False
 
     @property
     def has_workflow(self) -> bool:
         return bool(self.followups and self.followups.messages) or bool(
-            self.skipped) or self.chord_id is not None
+            self.skipped) or self.chord_id is not None or self._ends_unplanned
+
+    @property
+    def _ends_unplanned(self) -> bool:
+        return not self.workflow_planned and self.state in (states.FAILURE, states.REVOKED)
 
 
 # -- helpers ------------------------------------------------------------------
@@ -663,6 +671,10 @@ def _settle_workflow(conn: BaseDatabaseWrapper, outcomes: Sequence[Outcome], wor
                 _insert_skipped(cursor, conn, o.skipped, now)
             if o.chord_id is not None:
                 _chord_member_done(cursor, conn, o, now)
+            if o._ends_unplanned:
+                cursor.execute(f"SELECT id, name, headers, root_id, exc_message FROM {_T} "
+                               "WHERE id = %s", [_db_id(conn, o.task_id)])
+                _workflow_ended(cursor, conn, cursor.fetchall(), o.state, o.exc_type, now)
         return _start(cursor, conn, worker, to_start, now)
 
 

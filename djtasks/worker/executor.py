@@ -136,6 +136,7 @@ def execute(claimed: Claimed, hostname: str) -> Outcome:
         failure = outcome.__dict__.pop("_failure", None)
         if claimed.headers and isinstance(claimed.headers, dict):
             _plan_workflow(claimed, outcome, value, failure)
+        outcome.workflow_planned = True
         return outcome
     finally:
         _drop_broken_connections()
