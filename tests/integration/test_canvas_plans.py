@@ -449,3 +449,43 @@ def test_an_errback_with_the_wrong_arguments_is_refused_at_call_time() -> None:
     with pytest.raises(TypeError, match="bad arguments"):
         add.apply_async((1, 1), link_error=log_error.s(1))
     assert TaskRecord.objects.count() == 0
+
+
+def lost_outcome(claimed: Any, state: str, exc_type: str, message: str) -> queue.Outcome:
+    """An outcome made outside the executor, as the prefork pool makes one for
+    a child that died, a hard time limit, or revoke(terminate=True)."""
+    return queue.Outcome(
+        claimed.id,
+        claimed.attempt,
+        state,
+        timezone.now(),
+        exc_type=exc_type,
+        exc_message=message,
+        task_name=claimed.name,
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "exc_type"),
+    [
+        (states.FAILURE, "djtasks.exceptions.TimeLimitExceeded"),
+        (states.FAILURE, "djtasks.exceptions.WorkerLostError"),
+        (states.REVOKED, "djtasks.exceptions.TaskRevokedError"),
+    ],
+)
+def test_a_step_ended_by_the_pool_settles_its_workflow(state: str, exc_type: str) -> None:
+    ch = chain(add.s(1, 1), add.s(2)).apply_async(link_error=error_handler.s())
+    cd = chord([add.s(1, 1), add.s(2, 2)], collect.s()).apply_async()
+    now = timezone.now()
+    claimed = queue.claim(WORKER, ["default"], 10, now, 30.0)
+    queue.start(WORKER, claimed, now)
+    queue.settle([lost_outcome(c, state, exc_type, "cut short") for c in claimed], WORKER, [], now)
+    drain()
+    assert ch.parent.state == state
+    assert ch.state == states.REVOKED
+    assert exc_type.rpartition(".")[2] in str(ch.result)
+    errbacks = TaskRecord.objects.filter(name=error_handler.name)
+    assert errbacks.count() == (1 if state == states.FAILURE else 0)
+    assert cd.state == states.FAILURE
+    assert isinstance(cd.result, ChordError)
+    assert body_runs() == 0
