@@ -172,13 +172,32 @@ class Worker:
             if o.state == states.FAILURE and not o.traceback:
                 self._failed_outside_task(o)
         self.mail_failures(batch)
+        skipped = []
         for c in to_start:
             if c.id in started:
                 self.pool.submit(self._job(c))
             else:
-                logger.info("%s[%s] was revoked before it started", c.name, c.id)
+                skipped.append(c)
+        if skipped:
+            self._not_started(skipped)
 
     record = settle
+
+    def _not_started(self, skipped: list[queue.Claimed]) -> None:
+        # Revoked since the claim, or rescued and taken by another worker: not
+        # ours to run. Or marked STARTED by an earlier settle that committed but
+        # whose reply was lost (the connection dropped): still ours, never run,
+        # so put it back now rather than let its lease run out into a
+        # WorkerLostError.
+        back = queue.requeue_running(self.name, skipped)
+        if back:
+            logger.warning("re-queued %d task(s) an earlier write had already marked STARTED "
+                           "(its reply was lost); they never ran here", back)
+        for c in skipped:
+            if back:
+                logger.info("%s[%s] was not started here (revoked, or re-queued)", c.name, c.id)
+            else:
+                logger.info("%s[%s] was revoked before it started", c.name, c.id)
 
     def _failed_outside_task(self, o: queue.Outcome) -> None:
         # Lost children and time limits end a task without its own code seeing
