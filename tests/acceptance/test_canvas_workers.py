@@ -28,7 +28,7 @@ from tests.testapp.canvas_tasks import (
     xsum,
 )
 from tests.testapp.models import Execution
-from tests.testapp.tasks import BoomError, add, echo
+from tests.testapp.tasks import BoomError, add, echo, sleep
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -94,6 +94,8 @@ def test_failures_stop_chains_and_fail_chords_on_a_real_worker(worker: Any) -> N
     handled_res = handled.delay()
     grp = group(add.s(1, 1), explode.s(), add.s(2, 2))()
     celery_style = explode.apply_async(("y",), link_error=log_error.s())
+    # The prefork pool kills a member past its hard time limit: the chord still ends.
+    timed_out = chord([add.s(1, 1), sleep.s(30).set(time_limit=0.5)], collect.s())()
 
     with pytest.raises(TaskRevokedError, match="BoomError"):
         stopped.get(timeout=T)
@@ -110,6 +112,8 @@ def test_failures_stop_chains_and_fail_chords_on_a_real_worker(worker: Any) -> N
     assert AsyncResult(errback.id).result.startswith(f"{handled_res.id} raised ChordError(")
     assert grp.get(timeout=T, propagate=False)[0::2] == [2, 4]
     assert grp.ready() and grp.failed() and grp.completed_count() == 2
+    with pytest.raises(ChordError, match="TimeLimitExceeded"):
+        timed_out.get(timeout=T)
     assert runs_of(collect) == Counter()  # no failed chord ran its body
     (call,) = wait_until(
         lambda: list(Execution.objects.filter(task_id=celery_style.id)), message="log_error"
