@@ -54,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "BEAT_ELECTION": "auto",
     # Results.
     "RESULT_EXPIRES": 86400,
+    # The HTTP API and metrics (djtasks.api): token → username, and the metrics' window.
+    "API_TOKENS": {},
+    "METRICS_WINDOW": 300,
 }
 
 _BOOL_SETTINGS = {"ALWAYS_EAGER", "EAGER_PROPAGATES", "TASK_ACKS_LATE", "SEND_FAILURE_EMAILS",

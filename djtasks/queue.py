@@ -32,6 +32,13 @@ from .models import TaskRecord, Worker
 
 #: The NOTIFY channel workers LISTEN on; the payload is the queue name.
 NOTIFY_CHANNEL = "djtasks"
+#: The channel ``taskctl events`` LISTENs on: a worker wrote outcomes or started tasks.
+EVENTS_CHANNEL = "djtasks_events"
+#: A worker process sends it at most this often: PostgreSQL serialises the
+#: commits that NOTIFY, and one in every settle cut 8 concurrent settlers from
+#: ~1,100 to ~180 commits/s, while one per 0.1 s stayed within noise.
+EVENTS_NOTIFY_INTERVAL = 0.1
+_last_events_notify = 0.0
 
 _T = TaskRecord._meta.db_table
 _WAITING = "('PENDING', 'RETRY')"
@@ -848,10 +855,15 @@ def _settle_postgres(conn: BaseDatabaseWrapper, outcomes: Sequence[Outcome], wor
         select = "SELECT id FROM started"
     if retries:
         complete(retries)
+    global _last_events_notify
+    if parts and time.monotonic() - _last_events_notify >= EVENTS_NOTIFY_INTERVAL:
+        _last_events_notify = time.monotonic()
+        select += " UNION ALL SELECT NULL FROM pg_notify(%s, '')"  # one row, id NULL
+        params.append(EVENTS_CHANNEL)
     with _hot_cursor(conn) as cursor:
         if parts:
             cursor.execute("WITH " + ", ".join(parts) + " " + select, params)
-            return {str(row[0]) for row in cursor.fetchall()}
+            return {str(row[0]) for row in cursor.fetchall() if row[0] is not None}
     return set()
 
 

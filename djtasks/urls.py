@@ -4,7 +4,7 @@
 :mod:`djtasks.views`. ``AsyncResult.status_url()`` reverses ``djtasks:status``.
 """
 
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -13,4 +13,6 @@ app_name = "djtasks"
 urlpatterns = [
     path("status/", views.bulk_status, name="bulk-status"),
     path("status/<str:token>/", views.task_status, name="status"),
+    # The operators' JSON API and metrics (djtasks.api.urls).
+    path("", include("djtasks.api.urls")),
 ]

@@ -168,7 +168,7 @@ class Worker:
             raise
         self.processed += len(batch)
         for o in batch:
-            _log_outcome(o)
+            _log_outcome(o, self.name)
             if o.state == states.FAILURE and not o.traceback:
                 self._failed_outside_task(o)
         self.mail_failures(batch)
@@ -599,15 +599,18 @@ def _describe(c: queue.Claimed) -> dict[str, Any]:
             "retries": c.retries, "attempt": c.attempt}
 
 
-def _log_outcome(o: queue.Outcome) -> None:
+def _log_outcome(o: queue.Outcome, worker: str = "") -> None:
     runtime = f"{o.runtime:.4f}s" if o.runtime is not None else "-"
+    # For structured logs (djtasks.logging.JSONFormatter).
+    extra = {"task_id": o.task_id, "task_name": o.task_name, "state": o.state,
+             "runtime": o.runtime, "worker": worker}
     if o.state == states.SUCCESS:
-        logger.info("%s[%s] %s in %s", o.task_name, o.task_id, o.state, runtime)
+        logger.info("%s[%s] %s in %s", o.task_name, o.task_id, o.state, runtime, extra=extra)
     elif o.state == states.RETRY:
         logger.warning("%s[%s] %s at %s after %s: %s", o.task_name, o.task_id, o.state,
                        o.retry_eta.isoformat() if o.retry_eta else "?", runtime,
-                       o.exc_message or o.exc_type)
+                       o.exc_message or o.exc_type, extra=extra)
     else:
         logger.error("%s[%s] %s in %s: %s: %s", o.task_name, o.task_id, o.state, runtime,
                      o.exc_type,
-                     o.exc_message)
+                     o.exc_message, extra=extra)

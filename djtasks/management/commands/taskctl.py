@@ -11,14 +11,15 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from djtasks import control
+from djtasks import control, events
 
 USAGE = """\
   inspect  active|reserved|scheduled|revoked|registered|stats|ping
   control  shutdown | pool_grow N | pool_shrink N | add_consumer Q | cancel_consumer Q
            | rate_limit TASK RATE | time_limit TASK SOFT HARD
   revoke   ID [ID ...] [--terminate]
-  status | purge [-Q QUEUES] [--force] | pause Q | resume Q"""
+  status | purge [-Q QUEUES] [--force] | pause Q | resume Q
+  events   [--name GLOB] [-Q QUEUE] [--state STATE] [--since SECONDS]"""
 
 
 def _count(value: str) -> int:
@@ -114,6 +115,7 @@ class Command(BaseCommand):
                             help="also kill tasks already running (prefork pool)")
 
         sub.add_parser("status", parents=[json_opt], help="workers online and offline")
+        events.add_parser(sub, json_opt)  # djtasks.events: the live stream
 
         purge = sub.add_parser("purge", parents=[json_opt],
                                help="delete every task waiting to run")
@@ -186,6 +188,9 @@ class Command(BaseCommand):
             raise CommandError(f"{len(report.failed)} of "
                                f"{len(report.failed) + len(report.revoked) + len(report.terminated) + len(report.terminating)} "
                                "task(s) could not be revoked")
+
+    def _events(self, options: dict[str, Any]) -> None:
+        events.run_command(self, options)
 
     def _status(self, options: dict[str, Any]) -> None:
         workers = control.status()
