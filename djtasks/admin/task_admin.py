@@ -48,7 +48,6 @@ from ..ids import uuid7
 from ..models import TaskRecord
 from ..signing import normalize_task_id
 from .task_detail import RETRY_OF_HEADER, task_details, task_url
-from .workflow import workflow_links, workflow_view
 from .task_list import (
     ARGS_PREVIEW,
     EnqueuedFilter,
@@ -64,6 +63,7 @@ from .task_list import (
     shown_state,
     state_badge,
 )
+from .workflow import workflow_links, workflow_view
 
 #: Rows read per statement by the bulk actions.
 CHUNK = 500
