@@ -14,6 +14,7 @@ outcome, so a workflow survives any crash between two steps.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import uuid
 from collections.abc import Iterable, Sequence
@@ -162,7 +163,7 @@ class Signature:
         """Rebuild a signature (of any canvas type) from :meth:`to_dict` output."""
         if isinstance(data, Signature):
             return data
-        if not isinstance(data, dict) or "task" not in data and "tasks" not in data:
+        if not isinstance(data, dict) or ("task" not in data and "tasks" not in data):
             raise TypeError(f"not a signature: {data!r}")
         kind = data.get("subtask_type")
         if kind == "chain":
@@ -540,7 +541,7 @@ class chain(Signature):  # noqa: N801 - Celery's name
 
     def result(self) -> Any:
         results = [t.result() for t in self.tasks]
-        for previous, current in zip(results, results[1:], strict=False):
+        for previous, current in itertools.pairwise(results):
             # A chord's result already leads back to its header: hang that on
             # the previous step, or the header would drop out of the walk.
             while getattr(current, "_parent", None) is not None:
@@ -778,19 +779,21 @@ class chord(Signature):  # noqa: N801 - Celery's name
     def id(self) -> str | None:
         return self.body.last().id if self.body is not None else None
 
+    def _body(self) -> Signature:
+        if self.body is None:
+            raise ValueError("a chord needs a body: chord(header)(body) or chord(header, body)")
+        return self.body
+
     def result(self) -> Any:
-        assert self.body is not None
-        res = self.body.result()
+        res = self._body().result()
         res._parent = self.header.result()
         return res
 
     def leaves(self) -> list[Signature]:
-        assert self.body is not None
-        return self.header.leaves() + self.body.leaves()
+        return self.header.leaves() + self._body().leaves()
 
     def last(self) -> Signature:
-        assert self.body is not None
-        return self.body.last()
+        return self._body().last()
 
     def apply(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
               **options: Any) -> Any:
