@@ -293,13 +293,15 @@ def _child_main(pipe: Connection, hostname: str, max_tasks: int | None,
             outcome = execute(job.claimed, hostname)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        pipe.send(outcome)
         done += 1
-        if max_tasks and done >= max_tasks:
-            break
-        if max_memory_kib and _rss_kib() > max_memory_kib:
+        over_memory = bool(max_memory_kib and _rss_kib() > max_memory_kib)
+        if over_memory:
             logger.warning("child %s uses %d KiB > --max-memory-per-child %d KiB; replacing it",
                            os.getpid(), _rss_kib(), max_memory_kib)
+        leaving = over_memory or bool(max_tasks and done >= max_tasks)
+        # Said with the outcome, so the parent hands this child nothing more.
+        pipe.send((outcome, leaving))
+        if leaving:
             break
     connections.close_all()
 
@@ -311,6 +313,7 @@ class _Child:
     jobs: deque[Job] = field(default_factory=deque)  # jobs[0] runs, the rest wait
     started: float = 0.0  # when jobs[0] started, as near as the parent can tell
     retiring: bool = False  # shrinking: takes no more jobs, exits when done
+    leaving: bool = False  # said it exits after its task (limits): replaced, no new jobs
     given: int = 0  # jobs handed to it in its life (it exits after max_tasks_per_child)
 
 
@@ -348,7 +351,8 @@ class PreforkPool(Pool):
     def _open(self) -> list[_Child]:
         # A child that has been given its last task before --max-tasks-per-child
         # exits after it: a job sent to it then would never run.
-        return [c for c in self._children if not c.retiring and c.process.is_alive()
+        return [c for c in self._children if not c.retiring and not c.leaving
+                and c.process.is_alive()
                 and not (self.max_tasks_per_child and c.given >= self.max_tasks_per_child)]
 
     def free(self) -> int:
@@ -419,7 +423,9 @@ class PreforkPool(Pool):
         for i, child in enumerate(self._children):
             while child.jobs and child.pipe.poll():
                 try:
-                    done.append(child.pipe.recv())
+                    outcome, leaving = child.pipe.recv()
+                    done.append(outcome)
+                    child.leaving = child.leaving or leaving
                 except (EOFError, OSError):
                     break
                 child.jobs.popleft()
@@ -473,7 +479,9 @@ class PreforkPool(Pool):
             # Its outcome may have arrived just now: read before judging.
             while child.jobs and child.pipe.poll():
                 try:
-                    out.append(child.pipe.recv())
+                    outcome, leaving = child.pipe.recv()
+                    out.append(outcome)
+                    child.leaving = child.leaving or leaving
                 except (EOFError, OSError):
                     break
                 child.jobs.popleft()
