@@ -13,6 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Local extensions: the generated command reference (_ext/djtasks_docs.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
 
 import django  # noqa: E402
@@ -29,6 +31,7 @@ version = release = djtasks.__version__
 extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
+    "djtasks_docs",
 ]
 
 source_suffix = {".md": "markdown"}
