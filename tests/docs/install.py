@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ import pytest
 from tests.docs import markdown
 from tests.docs.markdown import ROOT
 from tests.docs.runner import Process, commands
+from tests.support import wait_until
 
 RUN_INSTALLS = os.environ.get("DJTASKS_DOCS_INSTALL") == "1"
 
@@ -85,6 +87,19 @@ def check_install_command(block: markdown.Block, tmp: Path) -> None:
         )
 
 
+def _answers(url: str) -> Callable[[], int | None]:
+    """A probe for ``wait_until``: the HTTP status of ``url``, or None while it refuses."""
+
+    def probe() -> int | None:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - localhost
+                return reply.status
+        except OSError:
+            return None
+
+    return probe
+
+
 def _run_demo_in_a_copy(command: str, tmp: Path) -> None:
     with socket.socket() as sock:
         if sock.connect_ex(("127.0.0.1", 8000)) == 0:
@@ -109,8 +124,7 @@ def _run_demo_in_a_copy(command: str, tmp: Path) -> None:
     demo = Process(["bash", "-c", command], copy, env, tmp / "demo.log")
     try:
         demo.wait_for("Press Ctrl-C to stop everything.", timeout=900)
-        with urllib.request.urlopen("http://127.0.0.1:8000/", timeout=10) as reply:
-            assert reply.status == 200
+        assert wait_until(_answers("http://127.0.0.1:8000/"), 60, interval=0.5) == 200
         assert demo.stop(signal.SIGINT, timeout=60, group=True) == 0, demo.log()
     finally:
         demo.reap()
