@@ -98,6 +98,7 @@ class Worker:
         self._next_rescue = 0.0
         self._next_prune = time.monotonic() + 5.0  # not in the start-up rush
         self._db_backoff = 0.0
+        self._down_since: float | None = None  # when the database errors began
         self._queues_empty = False
         self.overrides: dict[str, tuple[float | None, float | None]] = {}  # time limits
         self.remote = RemoteControl(self)
@@ -137,20 +138,23 @@ class Worker:
                 if self.stopping and not self.pool.running() and not self.pending:
                     break
                 self._db_backoff = 0.0
+                self._down_since = None
         finally:
             self._shutdown()
 
     def step(self) -> None:
         """One turn: collect outcomes, claim, then in one transaction record the
         outcomes and start the next tasks; hand those to the pool; wait."""
-        outcomes = self.pool.collect() + self.pool.check_limits()
+        # Pending at once, not in a local: if anything below fails, they are
+        # written by a later turn (not dropped), and their leases renewed meanwhile.
+        self.pending.extend(self.pool.collect() + self.pool.check_limits())
         self._requeue_unstarted()
         self.side_duties()
         to_start: list[queue.Claimed] = []
         if not self.stopping:
             self.claim()
             to_start = self._take_startable()
-        self.settle(outcomes, to_start)
+        self.settle([], to_start)
         if not self.stopping:
             self._check_stop_conditions()
         self.wait()
@@ -490,8 +494,19 @@ class Worker:
             self.begin_warm_shutdown("queues empty (burst mode)")
 
     def _database_down(self, exc: BaseException) -> None:
-        self._db_backoff = min(30.0, (self._db_backoff or 0.5) * 2)
+        lease = self.options.lease_seconds
+        # Never wait longer than half a lease to try again, so leases are
+        # renewed soon after the database is back.
+        self._db_backoff = min(30.0, lease / 2, (self._db_backoff or 0.5) * 2)
         logger.error("database error: %s; retrying in %.1fs", exc, self._db_backoff)
+        mono = time.monotonic()
+        if self._down_since is None:
+            self._down_since = mono
+        elif mono - self._down_since >= lease / 4:
+            # No worker could renew its leases meanwhile: give every live one
+            # a full lease to renew before judging any row abandoned, or the
+            # first worker back would fail the running tasks of all the others.
+            self._next_rescue = max(self._next_rescue, mono + self._db_backoff + lease)
         for conn in connections.all(initialized_only=True):
             conn.close()
         if self.listener is not None:
