@@ -4,9 +4,9 @@ The admin draws a button for every registered :class:`Control` whose target
 kind matches the row (the task detail page for ``"task"``, the dashboard's
 queue and worker tables for ``"queue"`` and ``"worker"``), asks for
 confirmation on a page of its own, checks the user's permission and calls
-:attr:`Control.run`. Today there is one, ``revoke``; remote-control commands
-(pause/resume a queue, grow/shrink a pool, shut a worker down) register here
-when the worker provides them, and appear in the admin without other changes::
+:attr:`Control.run`. Built in: revoke and terminate (tasks), pause and resume
+(queues), grow, shrink and shut down (workers). More register here and appear
+in the admin without other changes::
 
     from djtasks import controls
 

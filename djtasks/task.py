@@ -7,6 +7,8 @@ import datetime as dt
 import functools
 import hashlib
 import inspect
+import json
+import math
 import numbers
 import random
 import re
@@ -60,12 +62,31 @@ def check_queue(queue: Any, where: str = "queue") -> str:
     return queue
 
 
+#: The longest countdown, expiry or time limit (about 317 years): beyond it,
+#: or at infinity or NaN, date arithmetic overflows and JSON cannot hold it.
+MAX_SECONDS = 10**10
+
+
 def _check_seconds(value: Any, where: str, allow_none: bool = True) -> float | None:
     if value is None and allow_none:
         return None
     if not _is_number(value) or value < 0:
         raise ValueError(f"{where} must be a number of seconds >= 0, not {value!r}")
+    if not math.isfinite(value) or value > MAX_SECONDS:
+        raise ValueError(f"{where} must be a finite number of seconds up to {MAX_SECONDS:,}, "
+                         f"not {value!r}")
     return float(value)
+
+
+def _check_headers(headers: dict[str, Any]) -> None:
+    # The row's JSON column takes strict JSON only: a value json cannot encode,
+    # or NaN, would fail the INSERT itself (and, on PostgreSQL, abort the
+    # caller's transaction). Links carry their signatures' arguments here too.
+    try:
+        json.dumps(headers, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"headers (with link/link_error signatures) must be JSON: {exc}") \
+            from None
 
 
 def _aware(value: Any, where: str) -> dt.datetime:
@@ -137,6 +158,11 @@ class Task(Generic[P, R]):
     ) -> None:
         if not callable(run):
             raise ImproperlyConfiguredTask(f"@task needs a function, not {run!r}")
+        if inspect.iscoroutinefunction(run):
+            raise ImproperlyConfiguredTask(
+                f"@task takes plain functions, and {run.__qualname__} is 'async def': wrap "
+                "it with asgiref.sync.async_to_sync, or declare it with django.tasks' "
+                "@task and djtasks.backends.DatabaseBackend, which runs coroutines")
         self.run = run
         self.name = name or f"{run.__module__}.{run.__qualname__}"
         if not isinstance(self.name, str) or not self.name:
@@ -399,6 +425,10 @@ class Task(Generic[P, R]):
         if priority is not None:
             check_priority(priority)
         queue_name, prio = resolve(self.name, queue, priority, self.queue, self.priority)
+        allowed = settings.QUEUES
+        if allowed is not None and queue_name not in allowed:
+            raise ValueError(f"queue {queue_name!r} of task {self.name!r} is not one of "
+                             f"DJTASKS_QUEUES ({', '.join(map(repr, allowed))})")
         check_priority(prio, f"routed priority of {self.name}")
         if headers is not None and not isinstance(headers, dict):
             raise TypeError(f"headers must be a dict, not {type(headers).__name__}")
@@ -412,6 +442,7 @@ class Task(Generic[P, R]):
                 from .canvas import callbacks_to_dicts
 
                 headers[key] = headers.get(key, []) + callbacks_to_dicts(callbacks, key)
+        _check_headers(headers)
         ukey, uuntil = self._unique(args, kwargs, unique_key, unique_for, now)
         content_type, payload = serialization.encode_arguments(
             self.name, args, kwargs,

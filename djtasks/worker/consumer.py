@@ -210,7 +210,9 @@ class Worker:
         from ..result import rebuild_exception
 
         task = registry._tasks.get(o.task_name)
-        if task is None or not o.exc_type.startswith("djtasks.exceptions."):
+        # Only what the pool decides: rows refused before running (decode,
+        # signature) already sent task_failure from the executor.
+        if task is None or o.exc_type not in _POOL_FAILURES:
             return
         exc = rebuild_exception(o.exc_type, o.exc_message)
         if isinstance(exc, exceptions.DjtasksError):
@@ -598,6 +600,10 @@ class Worker:
         send(signals.worker_shutdown, sender=self)
         self._restore_signals()
         logger.info("worker %s stopped after %d task(s)", self.name, self.processed)
+
+
+_POOL_FAILURES = frozenset({"djtasks.exceptions.WorkerLostError",
+                            "djtasks.exceptions.TimeLimitExceeded"})
 
 
 def _request(c: queue.Claimed, hostname: str) -> Request:

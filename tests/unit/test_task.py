@@ -225,3 +225,14 @@ def test_countdown_for_retry_uses_backoff_or_the_retry_delay() -> None:
     )
     assert Task(fn, default_retry_delay=7).countdown_for_retry(4) == 7
     assert Task(fn, retry_kwargs={"countdown": 2}).countdown_for_retry(4) == 2
+
+
+def test_an_async_function_is_refused_with_the_way_out() -> None:
+    from djtasks import task
+    from djtasks.exceptions import ImproperlyConfiguredTask
+
+    async def fetch() -> None:
+        pass
+
+    with pytest.raises(ImproperlyConfiguredTask, match=r"async def.*async_to_sync"):
+        task(name="tests.async_refused")(fetch)
