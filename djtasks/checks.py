@@ -38,6 +38,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     prio = settings.DEFAULT_PRIORITY
     if not isinstance(prio, int) or isinstance(prio, bool) or not -100 <= prio <= 100:
         errors.append(_error("DEFAULT_PRIORITY", "must be an int from -100 to 100", 4))
+    errors += _check_queues(settings.QUEUES, queue, settings.TASK_ROUTES)
     errors += _check_routes(settings.TASK_ROUTES)
     for name in ("TASK_SERIALIZER", "RESULT_SERIALIZER"):
         try:
@@ -80,6 +81,21 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     errors.extend(checks.Warning(f"DJTASKS_{n} is not a djtasks setting (typo?)", id="djtasks.W001")
                   for n in unknown)
     return errors
+
+
+def _check_queues(allowed: Any, default: Any, routes: Any) -> list[Any]:
+    if allowed is None:
+        return []
+    if not isinstance(allowed, list | tuple) or not allowed or not all(
+            isinstance(q, str) and q and len(q) <= 100 for q in allowed):
+        return [_error("QUEUES", "must be None (any queue) or a non-empty list of queue "
+                       "names", 15)]
+    named = [("DJTASKS_DEFAULT_QUEUE", default)]
+    if isinstance(routes, dict):
+        named += [(f"DJTASKS_TASK_ROUTES[{p!r}]", r if isinstance(r, str) else r.get("queue"))
+                  for p, r in routes.items() if isinstance(r, str | dict)]
+    return [_error("QUEUES", f"{where} names queue {q!r}, which is not in the list", 15)
+            for where, q in named if q is not None and q not in allowed]
 
 
 def _check_routes(routes: Any) -> list[Any]:

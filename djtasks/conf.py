@@ -20,6 +20,7 @@ DEFAULTS: dict[str, Any] = {
     # Calling.
     "DEFAULT_QUEUE": "default",
     "DEFAULT_PRIORITY": 0,
+    "QUEUES": None,
     "TASK_ROUTES": {},
     "TASK_SERIALIZER": "json",
     "RESULT_SERIALIZER": "json",
