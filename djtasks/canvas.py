@@ -406,6 +406,10 @@ def check_later_steps(sig: Signature, planned: set[str], errback: bool = False) 
         else:
             args = node.args if node.immutable else (None, *node.args)
         task._check_arguments(args, node.kwargs)
+        # Its options too (priority, eta, queue, time limits...): the worker
+        # builds its row with them once the previous step has run.
+        task.build_message(args, node.kwargs, **{k: v for k, v in node.options.items()
+                                                 if k in CALL_OPTIONS})
 
 
 def takes_request(errback: Signature) -> bool:
