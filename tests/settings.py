@@ -35,3 +35,9 @@ elif _default["ENGINE"].endswith("sqlite3"):
     )
 else:
     _default.setdefault("TEST", {})["NAME"] = f"test_{_default['NAME']}_{os.getpid()}"
+
+# The chaos suite (tests/chaos): its side table and tasks, in every worker.
+INSTALLED_APPS += ["tests.chaos.app"]
+# Beat subprocesses of the chaos suite choose their election and lease length.
+DJTASKS_BEAT_ELECTION = os.environ.get("DJTASKS_TEST_BEAT_ELECTION", "auto")
+DJTASKS_BEAT_LEASE = float(os.environ.get("DJTASKS_TEST_BEAT_LEASE", "5"))
