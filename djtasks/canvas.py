@@ -27,18 +27,34 @@ from .ids import uuid7
 from .registry import tasks as registry
 
 #: Call options a signature may carry into ``Task.build_message``.
-CALL_OPTIONS = frozenset({
-    "countdown", "eta", "expires", "queue", "priority", "task_id", "serializer", "headers",
-    "ignore_result", "acks_late", "time_limit", "soft_time_limit", "unique_key",
-    "unique_for", "link", "link_error",
-})
+CALL_OPTIONS = frozenset(
+    {
+        "countdown",
+        "eta",
+        "expires",
+        "queue",
+        "priority",
+        "task_id",
+        "serializer",
+        "headers",
+        "ignore_result",
+        "acks_late",
+        "time_limit",
+        "soft_time_limit",
+        "unique_key",
+        "unique_for",
+        "link",
+        "link_error",
+    }
+)
 #: Options the canvas sets on signatures for its own bookkeeping.
 _INTERNAL = frozenset({"group_id", "group_index", "chord", "parent_id", "root_id"})
 #: Options of a chain, group or chord that every one of its tasks inherits
 #: (a task's own setting wins). The others go where they make sense: see
 #: ``chain._steps``, ``group._members`` and ``chord._parts``.
-_SHARED = frozenset({"queue", "priority", "serializer", "headers", "acks_late",
-                     "time_limit", "soft_time_limit"})
+_SHARED = frozenset(
+    {"queue", "priority", "serializer", "headers", "acks_late", "time_limit", "soft_time_limit"}
+)
 _CALLBACKS = ("link", "link_error")
 _S = TypeVar("_S", bound="Signature")
 
@@ -114,9 +130,15 @@ class Signature:
 
     subtask_type: str | None = None
 
-    def __init__(self, task: Any = None, args: Iterable[Any] = (),
-                 kwargs: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
-                 immutable: bool = False, **extra_options: Any) -> None:
+    def __init__(
+        self,
+        task: Any = None,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        immutable: bool = False,
+        **extra_options: Any,
+    ) -> None:
         name = getattr(task, "name", task)
         if not isinstance(name, str) or not name:
             raise TypeError(f"a signature needs a task or a task name, not {task!r}")
@@ -152,9 +174,14 @@ class Signature:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible form; :meth:`from_dict` restores it."""
-        return {"task": self.task, "args": _plain(list(self.args)),
-                "kwargs": _plain(self.kwargs), "options": _plain(self.options),
-                "immutable": self.immutable, "subtask_type": self.subtask_type}
+        return {
+            "task": self.task,
+            "args": _plain(list(self.args)),
+            "kwargs": _plain(self.kwargs),
+            "options": _plain(self.options),
+            "immutable": self.immutable,
+            "subtask_type": self.subtask_type,
+        }
 
     __json__ = to_dict
 
@@ -167,20 +194,32 @@ class Signature:
             raise TypeError(f"not a signature: {data!r}")
         kind = data.get("subtask_type")
         if kind == "chain":
-            return chain(*[Signature.from_dict(t) for t in data["tasks"]],
-                         **_unplain(data.get("options") or {}))
+            return chain(
+                *[Signature.from_dict(t) for t in data["tasks"]],
+                **_unplain(data.get("options") or {}),
+            )
         if kind == "group":
-            return group([Signature.from_dict(t) for t in data["tasks"]],
-                         **_unplain(data.get("options") or {}))
+            return group(
+                [Signature.from_dict(t) for t in data["tasks"]],
+                **_unplain(data.get("options") or {}),
+            )
         if kind == "chord":
-            return chord(group.from_dict(data["header"]), Signature.from_dict(data["body"]),
-                         **_unplain(data.get("options") or {}))
-        return Signature(data["task"], _unplain(data.get("args") or []),
-                         _unplain(data.get("kwargs") or {}), _unplain(data.get("options") or {}),
-                         immutable=bool(data.get("immutable")))
+            return chord(
+                group.from_dict(data["header"]),
+                Signature.from_dict(data["body"]),
+                **_unplain(data.get("options") or {}),
+            )
+        return Signature(
+            data["task"],
+            _unplain(data.get("args") or []),
+            _unplain(data.get("kwargs") or {}),
+            _unplain(data.get("options") or {}),
+            immutable=bool(data.get("immutable")),
+        )
 
-    def clone(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-              **options: Any) -> Signature:
+    def clone(
+        self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Signature:
         """A copy with ``args`` prepended (unless immutable), kwargs merged, options updated."""
         new = copy.deepcopy(self)
         if not self.immutable:
@@ -217,8 +256,10 @@ class Signature:
         On a chain or group, the errback is called by whichever task fails;
         on a chord, when its body fails or cannot run (a member failed).
         """
-        self.options["link_error"] = [*self.options.get("link_error", []),
-                                      _as_signature(errback).to_dict()]
+        self.options["link_error"] = [
+            *self.options.get("link_error", []),
+            _as_signature(errback).to_dict(),
+        ]
         return errback
 
     on_error = link_error
@@ -236,8 +277,9 @@ class Signature:
         """Call with extra args prepended (a partial), with the signature's options."""
         return self.apply_async(args, kwargs)
 
-    def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-                    **options: Any) -> Any:
+    def apply_async(
+        self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Any:
         """Enqueue (all rows of the workflow in one transaction); return its result handle.
 
         Every task of the workflow is checked now, also those that will run
@@ -269,8 +311,9 @@ class Signature:
         sig = self.clone(args, kwargs)
         return registry.get(self.task)(*sig.args, **sig.kwargs)
 
-    def apply(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-              **options: Any) -> Any:
+    def apply(
+        self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Any:
         """Run in this process (eager), callbacks included; return an EagerResult."""
         from .task import _run_links_eagerly
 
@@ -299,8 +342,12 @@ class Signature:
         """The signature whose result is this one's result."""
         return self
 
-    def plan(self, prefix: Sequence[Any] = (), chain_rest: Sequence[Signature] = (),
-             parent: tuple[str | None, str | None] = (None, None)) -> Plan:
+    def plan(
+        self,
+        prefix: Sequence[Any] = (),
+        chain_rest: Sequence[Signature] = (),
+        parent: tuple[str | None, str | None] = (None, None),
+    ) -> Plan:
         """The rows for calling this signature with ``prefix`` args prepended."""
         try:
             task = registry.get(self.task)
@@ -318,8 +365,15 @@ class Signature:
         parent_id = opts.pop("parent_id", None) or parent[0]
         root_id = opts.pop("root_id", None) or parent[1]
         args = self.args if self.immutable else tuple(prefix) + self.args
-        message = task.build_message(args, self.kwargs, headers=headers, group_id=group_id,
-                                     parent_id=parent_id, root_id=root_id, **opts)
+        message = task.build_message(
+            args,
+            self.kwargs,
+            headers=headers,
+            group_id=group_id,
+            parent_id=parent_id,
+            root_id=root_id,
+            **opts,
+        )
         return Plan([message])
 
 
@@ -408,8 +462,9 @@ def check_later_steps(sig: Signature, planned: set[str], errback: bool = False) 
         task._check_arguments(args, node.kwargs)
         # Its options too (priority, eta, queue, time limits...): the worker
         # builds its row with them once the previous step has run.
-        task.build_message(args, node.kwargs, **{k: v for k, v in node.options.items()
-                                                 if k in CALL_OPTIONS})
+        task.build_message(
+            args, node.kwargs, **{k: v for k, v in node.options.items() if k in CALL_OPTIONS}
+        )
 
 
 def takes_request(errback: Signature) -> bool:
@@ -423,14 +478,16 @@ def takes_request(errback: Signature) -> bool:
     sig = task._signature
     if sig is None:
         return False
-    positional = [p for p in sig.parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    positional = [
+        p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     positional = positional[1:] if task.bind else positional
     return bool(positional) and positional[0].name == "request"
 
 
-def call_errbacks_in_process(headers: dict[str, Any], request: Any, exc: BaseException,
-                             traceback: str) -> None:
+def call_errbacks_in_process(
+    headers: dict[str, Any], request: Any, exc: BaseException, traceback: str
+) -> None:
     """Call the Celery-style error callbacks of a failed task, here and now.
 
     An errback that raises is logged; it never changes the task's outcome.
@@ -442,11 +499,11 @@ def call_errbacks_in_process(headers: dict[str, Any], request: Any, exc: BaseExc
         if not takes_request(errback):
             continue
         try:
-            registry.get(errback.task)(request, exc, traceback, *errback.args,
-                                       **errback.kwargs)
+            registry.get(errback.task)(request, exc, traceback, *errback.args, **errback.kwargs)
         except Exception:
             logging.getLogger("djtasks.worker").exception(
-                "error callback %r of %s[%s] raised", errback, request.task, request.id)
+                "error callback %r of %s[%s] raised", errback, request.task, request.id
+            )
 
 
 def run_errback_eagerly(errback: Signature, result: Any) -> None:
@@ -454,16 +511,17 @@ def run_errback_eagerly(errback: Signature, result: Any) -> None:
     if takes_request(errback):
         from .request import Request
 
-        request = Request(id=result.id, task=result.task_name, is_eager=True,
-                          called_directly=False)
-        registry.get(errback.task)(request, result.result, result.traceback or "",
-                                   *errback.args, **errback.kwargs)
+        request = Request(id=result.id, task=result.task_name, is_eager=True, called_directly=False)
+        registry.get(errback.task)(
+            request, result.result, result.traceback or "", *errback.args, **errback.kwargs
+        )
     else:
         errback.apply_async((result.id,))
 
 
-def signature(task: Any, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-              **options: Any) -> Signature:
+def signature(
+    task: Any, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+) -> Signature:
     """Make a signature from a task, a task name or a stored dict."""
     if isinstance(task, dict | Signature):
         return Signature.from_dict(task).clone(args, kwargs, **options)
@@ -471,6 +529,7 @@ def signature(task: Any, args: Iterable[Any] = (), kwargs: dict[str, Any] | None
 
 
 # -- chain -------------------------------------------------------------------------
+
 
 class chain(Signature):  # noqa: N801 - Celery's name
     """Run tasks one after another, each getting the previous result first."""
@@ -500,11 +559,16 @@ class chain(Signature):  # noqa: N801 - Celery's name
         return self.apply_async(args, kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": "chain", "tasks": [t.to_dict() for t in self.tasks],
-                "options": _plain(self.options), "subtask_type": "chain"}
+        return {
+            "task": "chain",
+            "tasks": [t.to_dict() for t in self.tasks],
+            "options": _plain(self.options),
+            "subtask_type": "chain",
+        }
 
-    def clone(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-              **options: Any) -> chain:
+    def clone(
+        self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> chain:
         new = copy.deepcopy(self)
         new.tasks[0] = new.tasks[0].clone(args, kwargs)
         new.options.update(_checked_options("chain", options))
@@ -559,8 +623,9 @@ class chain(Signature):  # noqa: N801 - Celery's name
     def last(self) -> Signature:
         return self.tasks[-1].last()
 
-    def apply(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-              **options: Any) -> Any:
+    def apply(
+        self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Any:
         """Run the steps here, one after another; stop at the first that fails.
 
         Returns the last step's result (the failed one's if a step failed),
@@ -578,8 +643,12 @@ class chain(Signature):  # noqa: N801 - Celery's name
             result = new
         return result
 
-    def plan(self, prefix: Sequence[Any] = (), chain_rest: Sequence[Signature] = (),
-             parent: tuple[str | None, str | None] = (None, None)) -> Plan:
+    def plan(
+        self,
+        prefix: Sequence[Any] = (),
+        chain_rest: Sequence[Signature] = (),
+        parent: tuple[str | None, str | None] = (None, None),
+    ) -> Plan:
         steps = self._steps()
         first, rest = steps[0], [*steps[1:], *chain_rest]
         if isinstance(first, group) and rest:
@@ -590,6 +659,7 @@ class chain(Signature):  # noqa: N801 - Celery's name
 
 
 # -- group -------------------------------------------------------------------------
+
 
 class group(Signature):  # noqa: N801 - Celery's name
     """Run tasks in parallel; their results come back in order in a GroupResult."""
@@ -632,11 +702,16 @@ class group(Signature):  # noqa: N801 - Celery's name
         return iter(self.tasks)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": "group", "tasks": [t.to_dict() for t in self.tasks],
-                "options": _plain(self.options), "subtask_type": "group"}
+        return {
+            "task": "group",
+            "tasks": [t.to_dict() for t in self.tasks],
+            "options": _plain(self.options),
+            "subtask_type": "group",
+        }
 
-    def clone(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-              **options: Any) -> group:
+    def clone(
+        self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> group:
         new = copy.deepcopy(self)
         new.tasks = [t.clone(args, kwargs) for t in new.tasks]
         new.options.update(_checked_options("group", options))
@@ -655,8 +730,7 @@ class group(Signature):  # noqa: N801 - Celery's name
 
     def _members(self) -> list[Signature]:
         """The members, each with the group's options it does not set itself."""
-        opts = {k: v for k, v in self.options.items()
-                if k not in _INTERNAL and k != "task_id"}
+        opts = {k: v for k, v in self.options.items() if k not in _INTERNAL and k != "task_id"}
         return [_with_defaults(t, opts) for t in self.tasks] if opts else list(self.tasks)
 
     @property
@@ -672,8 +746,9 @@ class group(Signature):  # noqa: N801 - Celery's name
     def leaves(self) -> list[Signature]:
         return [leaf for t in self.tasks for leaf in t.leaves()]
 
-    def apply(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-              **options: Any) -> Any:
+    def apply(
+        self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Any:
         from .result import GroupResult
 
         if not self.tasks:
@@ -682,15 +757,21 @@ class group(Signature):  # noqa: N801 - Celery's name
         new.freeze()
         return GroupResult(new.id, [t.apply(args, kwargs) for t in new._members()])
 
-    def apply_async(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-                    **options: Any) -> Any:
+    def apply_async(
+        self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Any:
         if not self.tasks:
             raise ValueError("cannot call an empty group")
         return super().apply_async(args, kwargs, **options)
 
-    def plan(self, prefix: Sequence[Any] = (), chain_rest: Sequence[Signature] = (),
-             parent: tuple[str | None, str | None] = (None, None), chord_id: str | None = None,
-             body: Signature | None = None) -> Plan:
+    def plan(
+        self,
+        prefix: Sequence[Any] = (),
+        chain_rest: Sequence[Signature] = (),
+        parent: tuple[str | None, str | None] = (None, None),
+        chord_id: str | None = None,
+        body: Signature | None = None,
+    ) -> Plan:
         if not self.tasks:
             raise ValueError("cannot call an empty group")
         if chain_rest:
@@ -707,20 +788,26 @@ class group(Signature):  # noqa: N801 - Celery's name
                 raise TypeError(
                     f"group member {member!r} ends in a group, so it has no single result "
                     "for the group to wait for: end it with a task (for example a chord "
-                    "whose body collects the inner group's results)")
+                    "whose body collects the inner group's results)"
+                )
             tail.options.update(group_id=gid, group_index=index)
             if chord_id is not None:
                 tail.options["chord"] = chord_id
             plan.extend(member.plan(prefix, (), parent))
         body_sig = body.last() if body is not None else None
-        plan.groups.append(GroupRecord(
-            uuid.UUID(gid), [str(m.last().id) for m in members],
-            body.to_dict() if body is not None else None,
-            body_sig.id if body_sig is not None else None))
+        plan.groups.append(
+            GroupRecord(
+                uuid.UUID(gid),
+                [str(m.last().id) for m in members],
+                body.to_dict() if body is not None else None,
+                body_sig.id if body_sig is not None else None,
+            )
+        )
         return plan
 
 
 # -- chord -------------------------------------------------------------------------
+
 
 class chord(Signature):  # noqa: N801 - Celery's name
     """``chord(header)(body)``: run the header group, then the body once with all results."""
@@ -747,12 +834,17 @@ class chord(Signature):  # noqa: N801 - Celery's name
         return new.apply_async(**options)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": "chord", "header": self.header.to_dict(),
-                "body": self.body.to_dict() if self.body else None,
-                "options": _plain(self.options), "subtask_type": "chord"}
+        return {
+            "task": "chord",
+            "header": self.header.to_dict(),
+            "body": self.body.to_dict() if self.body else None,
+            "options": _plain(self.options),
+            "subtask_type": "chord",
+        }
 
-    def clone(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-              **options: Any) -> chord:
+    def clone(
+        self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> chord:
         new = copy.deepcopy(self)
         new.header = new.header.clone(args, kwargs)
         new.options.update(_checked_options("chord", options))
@@ -799,8 +891,9 @@ class chord(Signature):  # noqa: N801 - Celery's name
     def last(self) -> Signature:
         return self._body().last()
 
-    def apply(self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None,
-              **options: Any) -> Any:
+    def apply(
+        self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Any:
         """Run the header here, then the body with its results, unless a member
         failed: then the result is a FAILURE with :class:`ChordError` naming it,
         and the body's error callbacks are called with its id."""
@@ -815,17 +908,22 @@ class chord(Signature):  # noqa: N801 - Celery's name
         if failed is None:
             result = body.apply((results.get(),))
         else:
-            exc = ChordError(f"chord member {failed.task_name}[{failed.id}] failed: "
-                             f"{type(failed.result).__name__}: {failed.result}")
+            exc = ChordError(
+                f"chord member {failed.task_name}[{failed.id}] failed: "
+                f"{type(failed.result).__name__}: {failed.result}"
+            )
             last = body.last()
-            result = EagerResult(last.id or str(uuid7()), exc, states.FAILURE,
-                                 task_name=last.task)
+            result = EagerResult(last.id or str(uuid7()), exc, states.FAILURE, task_name=last.task)
             _run_links_eagerly(result, None, body.options.get("link_error"))
         result._parent = results
         return result
 
-    def plan(self, prefix: Sequence[Any] = (), chain_rest: Sequence[Signature] = (),
-             parent: tuple[str | None, str | None] = (None, None)) -> Plan:
+    def plan(
+        self,
+        prefix: Sequence[Any] = (),
+        chain_rest: Sequence[Signature] = (),
+        parent: tuple[str | None, str | None] = (None, None),
+    ) -> Plan:
         self.freeze()
         header, body = self._parts()
         body = chain(body, *chain_rest) if chain_rest else body
@@ -854,8 +952,12 @@ class _Chunks:
         self.task, self.items, self.n = _task_name(task), items, n
 
     def group(self) -> group:
-        return group([xstarmap(self.task, self.items[i:i + self.n])
-                      for i in range(0, len(self.items), self.n)])
+        return group(
+            [
+                xstarmap(self.task, self.items[i : i + self.n])
+                for i in range(0, len(self.items), self.n)
+            ]
+        )
 
     def apply_async(self, **options: Any) -> Any:
         return self.group().apply_async(**options)
@@ -878,8 +980,7 @@ def xmap(task: Any, iterable: Iterable[Any]) -> Signature:
 
 def xstarmap(task: Any, iterable: Iterable[Any]) -> Signature:
     """Like :func:`xmap`, but each item is an argument tuple."""
-    return Signature("djtasks.canvas.starmap",
-                     ([_task_name(task), [list(a) for a in iterable]]))
+    return Signature("djtasks.canvas.starmap", ([_task_name(task), [list(a) for a in iterable]]))
 
 
 def _task_name(task: Any) -> str:
@@ -892,8 +993,8 @@ def _task_name(task: Any) -> str:
 
 # -- worker side: what runs next -----------------------------------------------------
 
-def after_success(headers: dict[str, Any], task_id: str, root_id: str | None,
-                  value: Any) -> Plan:
+
+def after_success(headers: dict[str, Any], task_id: str, root_id: str | None, value: Any) -> Plan:
     """The rows a successful step leaves behind: its chain's next step and its links."""
     plan = Plan()
     parent = (task_id, root_id or task_id)
@@ -919,8 +1020,9 @@ class Skipped(NamedTuple):
     chord_id: str | None = None
 
 
-def after_failure(headers: dict[str, Any], task_id: str, root_id: str | None,
-                  reason: str) -> tuple[Plan, list[Skipped]]:
+def after_failure(
+    headers: dict[str, Any], task_id: str, root_id: str | None, reason: str
+) -> tuple[Plan, list[Skipped]]:
     """The error callbacks to enqueue (with the failed task's id; Celery-style
     ones are called in process by the worker instead), and the chain steps
     that will not run."""
@@ -934,17 +1036,26 @@ def after_failure(headers: dict[str, Any], task_id: str, root_id: str | None,
     return plan, not_run(headers, task_id, root_id, why)
 
 
-def not_run(headers: dict[str, Any], task_id: str, root_id: str | None,
-            reason: str) -> list[Skipped]:
+def not_run(
+    headers: dict[str, Any], task_id: str, root_id: str | None, reason: str
+) -> list[Skipped]:
     """The rest of the chain of task ``task_id``, as steps that will not run."""
     skipped = []
     previous = task_id
     for data in headers.get("chain") or []:
         for leaf in Signature.from_dict(data).leaves():
             if leaf.id:
-                skipped.append(Skipped(
-                    leaf.task, leaf.id, reason, previous, root_id or task_id,
-                    leaf.options.get("group_id"), leaf.options.get("chord")))
+                skipped.append(
+                    Skipped(
+                        leaf.task,
+                        leaf.id,
+                        reason,
+                        previous,
+                        root_id or task_id,
+                        leaf.options.get("group_id"),
+                        leaf.options.get("chord"),
+                    )
+                )
                 previous = leaf.id
     return skipped
 

@@ -29,12 +29,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     else:
         engine = django_settings.DATABASES[db].get("ENGINE", "")
         if not engine.endswith(("postgresql", "sqlite3")):
-            errors.append(_error("DATABASE", f"the queue needs PostgreSQL or SQLite, and "
-                                 f"{db!r} uses {engine!r}", 2))
+            errors.append(
+                _error(
+                    "DATABASE",
+                    f"the queue needs PostgreSQL or SQLite, and {db!r} uses {engine!r}",
+                    2,
+                )
+            )
     queue = settings.DEFAULT_QUEUE
     if not isinstance(queue, str) or not queue or len(queue) > 100:
-        errors.append(_error("DEFAULT_QUEUE", "must be a non-empty string of at most 100 "
-                             "characters", 3))
+        errors.append(
+            _error("DEFAULT_QUEUE", "must be a non-empty string of at most 100 characters", 3)
+        )
     prio = settings.DEFAULT_PRIORITY
     if not isinstance(prio, int) or isinstance(prio, bool) or not -100 <= prio <= 100:
         errors.append(_error("DEFAULT_PRIORITY", "must be an int from -100 to 100", 4))
@@ -47,10 +53,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             errors.append(_error(name, str(exc), 6))
     accept = settings.ACCEPT_CONTENT
     if not isinstance(accept, list | tuple) or not accept:
-        errors.append(_error("ACCEPT_CONTENT", "must be a non-empty list of serializer names",
-                             7))
-    for name in ("ALWAYS_EAGER", "EAGER_PROPAGATES", "TASK_ACKS_LATE", "SEND_FAILURE_EMAILS",
-                 "PREPARE_STATEMENTS"):
+        errors.append(_error("ACCEPT_CONTENT", "must be a non-empty list of serializer names", 7))
+    for name in (
+        "ALWAYS_EAGER",
+        "EAGER_PROPAGATES",
+        "TASK_ACKS_LATE",
+        "SEND_FAILURE_EMAILS",
+        "PREPARE_STATEMENTS",
+    ):
         if not isinstance(getattr(settings, name), bool):
             errors.append(_error(name, "must be True or False", 8))
     imports = settings.IMPORTS
@@ -60,8 +70,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         value = getattr(settings, name)
         if value is not None and (not _is_number(value) or value <= 0):
             errors.append(_error(name, "must be a number of seconds > 0, or None", 10))
-    for name in ("VISIBILITY_TIMEOUT", "POLL_INTERVAL",
-                 "FAILURE_EMAIL_INTERVAL"):
+    for name in ("VISIBILITY_TIMEOUT", "POLL_INTERVAL", "FAILURE_EMAIL_INTERVAL"):
         value = getattr(settings, name)
         if not _is_number(value) or value <= 0:
             errors.append(_error(name, "must be a number of seconds > 0", 11))
@@ -73,47 +82,75 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if expires is not None and (not _is_number(expires) or expires <= 0):
         errors.append(_error("RESULT_EXPIRES", "must be a number of seconds > 0, or None", 13))
     url = settings.LISTEN_DATABASE_URL
-    if url is not None and not (isinstance(url, str) and url.startswith(("postgres://",
-                                                                         "postgresql://"))):
+    if url is not None and not (
+        isinstance(url, str) and url.startswith(("postgres://", "postgresql://"))
+    ):
         errors.append(_error("LISTEN_DATABASE_URL", "must be a postgresql:// URL or None", 14))
-    unknown = sorted(n[8:] for n in dir(django_settings)
-                     if n.startswith("DJTASKS_") and n[8:] not in DEFAULTS)
-    errors.extend(checks.Warning(f"DJTASKS_{n} is not a djtasks setting (typo?)", id="djtasks.W001")
-                  for n in unknown)
+    unknown = sorted(
+        n[8:] for n in dir(django_settings) if n.startswith("DJTASKS_") and n[8:] not in DEFAULTS
+    )
+    errors.extend(
+        checks.Warning(f"DJTASKS_{n} is not a djtasks setting (typo?)", id="djtasks.W001")
+        for n in unknown
+    )
     return errors
 
 
 def _check_queues(allowed: Any, default: Any, routes: Any) -> list[Any]:
     if allowed is None:
         return []
-    if not isinstance(allowed, list | tuple) or not allowed or not all(
-            isinstance(q, str) and q and len(q) <= 100 for q in allowed):
-        return [_error("QUEUES", "must be None (any queue) or a non-empty list of queue "
-                       "names", 15)]
+    if (
+        not isinstance(allowed, list | tuple)
+        or not allowed
+        or not all(isinstance(q, str) and q and len(q) <= 100 for q in allowed)
+    ):
+        return [_error("QUEUES", "must be None (any queue) or a non-empty list of queue names", 15)]
     named = [("DJTASKS_DEFAULT_QUEUE", default)]
     if isinstance(routes, dict):
-        named += [(f"DJTASKS_TASK_ROUTES[{p!r}]", r if isinstance(r, str) else r.get("queue"))
-                  for p, r in routes.items() if isinstance(r, str | dict)]
-    return [_error("QUEUES", f"{where} names queue {q!r}, which is not in the list", 15)
-            for where, q in named if q is not None and q not in allowed]
+        named += [
+            (f"DJTASKS_TASK_ROUTES[{p!r}]", r if isinstance(r, str) else r.get("queue"))
+            for p, r in routes.items()
+            if isinstance(r, str | dict)
+        ]
+    return [
+        _error("QUEUES", f"{where} names queue {q!r}, which is not in the list", 15)
+        for where, q in named
+        if q is not None and q not in allowed
+    ]
 
 
 def _check_routes(routes: Any) -> list[Any]:
     if not isinstance(routes, dict):
-        return [_error("TASK_ROUTES", "must be a dict of task name or glob → queue name "
-                       "or {'queue': ..., 'priority': ...}", 5)]
+        return [
+            _error(
+                "TASK_ROUTES",
+                "must be a dict of task name or glob → queue name "
+                "or {'queue': ..., 'priority': ...}",
+                5,
+            )
+        ]
     errors = []
     for pattern, route in routes.items():
         if isinstance(route, str) and route:
             continue
-        if (isinstance(route, dict) and set(route) <= {"queue", "priority"}
-                and (route.get("queue") is None or isinstance(route.get("queue"), str))
-                and (route.get("priority") is None
-                     or (isinstance(route["priority"], int)
-                         and -100 <= route["priority"] <= 100))):
+        if (
+            isinstance(route, dict)
+            and set(route) <= {"queue", "priority"}
+            and (route.get("queue") is None or isinstance(route.get("queue"), str))
+            and (
+                route.get("priority") is None
+                or (isinstance(route["priority"], int) and -100 <= route["priority"] <= 100)
+            )
+        ):
             continue
-        errors.append(_error("TASK_ROUTES", f"route {pattern!r}: {route!r} must be a queue "
-                             "name or {'queue': str, 'priority': int -100..100}", 5))
+        errors.append(
+            _error(
+                "TASK_ROUTES",
+                f"route {pattern!r}: {route!r} must be a queue "
+                "name or {'queue': str, 'priority': int -100..100}",
+                5,
+            )
+        )
     return errors
 
 
@@ -129,12 +166,19 @@ def check_beat_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         if not _is_number(value) or value <= 0:
             errors.append(_error(name, "must be a number of seconds > 0", 102))
     if settings.BEAT_ELECTION not in ("auto", "lease"):
-        errors.append(_error("BEAT_ELECTION", "must be 'auto' (PostgreSQL advisory lock, "
-                             "SQLite lease row) or 'lease'", 103))
+        errors.append(
+            _error(
+                "BEAT_ELECTION",
+                "must be 'auto' (PostgreSQL advisory lock, SQLite lease row) or 'lease'",
+                103,
+            )
+        )
     schedule = settings.BEAT_SCHEDULE
     if not isinstance(schedule, dict):
-        return [*errors, _error("BEAT_SCHEDULE", "must be a dict of name → {'task': ..., "
-                                "'schedule': ...}", 101)]
+        return [
+            *errors,
+            _error("BEAT_SCHEDULE", "must be a dict of name → {'task': ..., 'schedule': ...}", 101),
+        ]
     for name, spec in schedule.items():
         try:
             fields = entry_fields(name, spec)
@@ -142,10 +186,14 @@ def check_beat_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             errors.append(Error(str(exc), id="djtasks.E101"))
             continue
         if fields["task"] not in registry:
-            errors.append(checks.Warning(
-                f"DJTASKS_BEAT_SCHEDULE[{name!r}]: task {fields['task']!r} is not registered "
-                "(is its module in an installed app's tasks.py or in DJTASKS_IMPORTS?); beat "
-                "will not send it", id="djtasks.W101"))
+            errors.append(
+                checks.Warning(
+                    f"DJTASKS_BEAT_SCHEDULE[{name!r}]: task {fields['task']!r} is not registered "
+                    "(is its module in an installed app's tasks.py or in DJTASKS_IMPORTS?); beat "
+                    "will not send it",
+                    id="djtasks.W101",
+                )
+            )
     return errors
 
 
@@ -163,8 +211,13 @@ def check_message_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     for item in accept if isinstance(accept, list | tuple) else ():
         ser = serialization.lookup(item)
         if ser is None:
-            errors.append(_error("ACCEPT_CONTENT", f"{item!r} is not a serializer (known: "
-                                 f"{', '.join(serialization.names())})", 202))
+            errors.append(
+                _error(
+                    "ACCEPT_CONTENT",
+                    f"{item!r} is not a serializer (known: {', '.join(serialization.names())})",
+                    202,
+                )
+            )
             continue
         accepted.add(ser.name)
         try:
@@ -172,37 +225,60 @@ def check_message_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         except ValueError as exc:
             errors.append(_error("ACCEPT_CONTENT", str(exc), 203))
     used = (*accepted, settings.TASK_SERIALIZER, settings.RESULT_SERIALIZER)
-    unsafe = sorted({ser.name for ser in map(serialization.lookup, used)
-                     if ser is not None and ser.unsafe})
+    unsafe = sorted(
+        {ser.name for ser in map(serialization.lookup, used) if ser is not None and ser.unsafe}
+    )
     if unsafe and sign is not True:
-        errors.append(_error(
-            "SIGN_MESSAGES", f"must be True when {' and '.join(unsafe)} is accepted or used: "
-            "decoding it can run code, so only signed payloads may be decoded", 204))
-    for name, what in (("TASK_SERIALIZER", "workers will refuse tasks sent with it"),
-                       ("RESULT_SERIALIZER", "AsyncResult cannot read the results")):
+        errors.append(
+            _error(
+                "SIGN_MESSAGES",
+                f"must be True when {' and '.join(unsafe)} is accepted or used: "
+                "decoding it can run code, so only signed payloads may be decoded",
+                204,
+            )
+        )
+    for name, what in (
+        ("TASK_SERIALIZER", "workers will refuse tasks sent with it"),
+        ("RESULT_SERIALIZER", "AsyncResult cannot read the results"),
+    ):
         value = getattr(settings, name)
-        if accepted and isinstance(value, str) and value in serialization.names() \
-                and value not in accepted:
-            errors.append(checks.Warning(f"DJTASKS_{name} {value!r} is not in DJTASKS_ACCEPT_CONTENT: "
-                                  f"{what}", id="djtasks.W201"))
+        if (
+            accepted
+            and isinstance(value, str)
+            and value in serialization.names()
+            and value not in accepted
+        ):
+            errors.append(
+                checks.Warning(
+                    f"DJTASKS_{name} {value!r} is not in DJTASKS_ACCEPT_CONTENT: {what}",
+                    id="djtasks.W201",
+                )
+            )
     value = settings.COMPRESSION
     if value is not None and value not in compression.names():
-        errors.append(_error("COMPRESSION", f"must be None or one of "
-                             f"{', '.join(compression.names())}, not {value!r}", 205))
+        errors.append(
+            _error(
+                "COMPRESSION",
+                f"must be None or one of {', '.join(compression.names())}, not {value!r}",
+                205,
+            )
+        )
     for name, low in (("COMPRESSION_THRESHOLD", 0), ("MAX_PAYLOAD_BYTES", 1)):
         value = getattr(settings, name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                  or value < low):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < low
+        ):
             errors.append(_error(name, f"must be a number of bytes >= {low}, or None", 206))
     key = settings.SIGNING_KEY
     if key is not None and not (isinstance(key, str | bytes) and key):
-        errors.append(_error("SIGNING_KEY", "must be a non-empty string, or None to use "
-                             "SECRET_KEY", 207))
+        errors.append(
+            _error("SIGNING_KEY", "must be a non-empty string, or None to use SECRET_KEY", 207)
+        )
     fallbacks = settings.SIGNING_KEY_FALLBACKS
     if not isinstance(fallbacks, list | tuple) or not all(
-            isinstance(k, str | bytes) and k for k in fallbacks):
-        errors.append(_error("SIGNING_KEY_FALLBACKS", "must be a list of non-empty strings",
-                             208))
+        isinstance(k, str | bytes) and k for k in fallbacks
+    ):
+        errors.append(_error("SIGNING_KEY_FALLBACKS", "must be a list of non-empty strings", 208))
     return errors
 
 
@@ -214,18 +290,22 @@ def check_api_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     errors: list[Any] = []
     tokens = settings.API_TOKENS
     if not isinstance(tokens, dict) or not all(
-            isinstance(t, str) and t and isinstance(u, str) and u for t, u in tokens.items()):
-        errors.append(_error("API_TOKENS", "must be a dict of token → username (non-empty "
-                             "strings)", 301))
+        isinstance(t, str) and t and isinstance(u, str) and u for t, u in tokens.items()
+    ):
+        errors.append(
+            _error("API_TOKENS", "must be a dict of token → username (non-empty strings)", 301)
+        )
     else:
         short = sum(len(t) < 32 for t in tokens)
         if short:
-            errors.append(CheckWarning(
-                f"DJTASKS_API_TOKENS: {short} token(s) shorter than 32 characters; use "
-                "random ones, e.g. python -c 'import secrets; print(secrets.token_urlsafe())'",
-                id="djtasks.W301"))
+            errors.append(
+                CheckWarning(
+                    f"DJTASKS_API_TOKENS: {short} token(s) shorter than 32 characters; use "
+                    "random ones, e.g. python -c 'import secrets; print(secrets.token_urlsafe())'",
+                    id="djtasks.W301",
+                )
+            )
     window = settings.METRICS_WINDOW
     if not _is_number(window) or not 10 <= window <= 86400:
-        errors.append(_error("METRICS_WINDOW", "must be a number of seconds from 10 to 86400",
-                             302))
+        errors.append(_error("METRICS_WINDOW", "must be a number of seconds from 10 to 86400", 302))
     return errors

@@ -48,8 +48,15 @@ EXPIRY_GRACE = 1.0
 #: ``taskctl inspect`` methods: they read, and change nothing.
 INSPECT_COMMANDS = ("active", "reserved", "scheduled", "revoked", "registered", "stats", "ping")
 #: ``taskctl control`` commands.
-CONTROL_COMMANDS = ("shutdown", "pool_grow", "pool_shrink", "add_consumer", "cancel_consumer",
-                    "rate_limit", "time_limit")
+CONTROL_COMMANDS = (
+    "shutdown",
+    "pool_grow",
+    "pool_shrink",
+    "add_consumer",
+    "cancel_consumer",
+    "rate_limit",
+    "time_limit",
+)
 
 _RATE = re.compile(r"^\d+(\.\d+)?/[smh]$")
 #: What ``rate_limit TASK RATE`` accepts to drop an override.
@@ -95,9 +102,15 @@ class Replies:
 
 # -- sending -------------------------------------------------------------------------
 
-def broadcast(command: str, arguments: dict[str, Any] | None = None,
-              destination: Sequence[str] | None = None, timeout: float = DEFAULT_TIMEOUT,
-              *, before_send: Any = None) -> Replies:
+
+def broadcast(
+    command: str,
+    arguments: dict[str, Any] | None = None,
+    destination: Sequence[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    *,
+    before_send: Any = None,
+) -> Replies:
     """Send ``command`` to the workers named in ``destination`` (all when empty)
     and collect their replies for up to ``timeout`` seconds.
 
@@ -114,7 +127,8 @@ def broadcast(command: str, arguments: dict[str, Any] | None = None,
         raise RemoteControlError(
             "remote control cannot wait for replies inside transaction.atomic(): the "
             "workers see the command only once it commits (pass timeout=0, or send it "
-            "after the commit)")
+            "after the commit)"
+        )
     names = sorted({d for d in destination or () if d})
     expected = set(names) if names else {w.name for w in status() if w.state == ONLINE}
     command_id = _send(command, arguments or {}, names, timeout, before_send)
@@ -126,8 +140,13 @@ def broadcast(command: str, arguments: dict[str, Any] | None = None,
     return Replies(command, replies, sorted(expected - replies.keys()))
 
 
-def _send(command: str, arguments: dict[str, Any], destination: list[str], timeout: float,
-          before_send: Any) -> uuid.UUID:
+def _send(
+    command: str,
+    arguments: dict[str, Any],
+    destination: list[str],
+    timeout: float,
+    before_send: Any,
+) -> uuid.UUID:
     from .models import ControlCommand
 
     conn = queue.connection()
@@ -135,15 +154,16 @@ def _send(command: str, arguments: dict[str, Any], destination: list[str], timeo
     # Expiry on the database's clock, which is also the one workers judge it
     # by: hosts whose clocks disagree still agree on it.
     ttl = dt.timedelta(seconds=max(timeout, 0.0) + EXPIRY_GRACE)
-    expires = ExpressionWrapper(Now() + Value(ttl, output_field=DurationField()),
-                                output_field=DateTimeField())
+    expires = ExpressionWrapper(
+        Now() + Value(ttl, output_field=DurationField()), output_field=DateTimeField()
+    )
     with transaction.atomic(using=alias):
         cleanup()
         if before_send is not None:
             before_send()
         row = ControlCommand.objects.using(alias).create(
-            command=command, arguments=arguments, destination=destination,
-            expires_at=expires)
+            command=command, arguments=arguments, destination=destination, expires_at=expires
+        )
         if queue.is_postgres(conn):
             with conn.cursor() as cursor:
                 # Delivered when this transaction commits, with the row.
@@ -158,12 +178,17 @@ def _collect(command_id: uuid.UUID, timeout: float, expected: set[str]) -> dict[
     interval = 0.005
     replies: dict[str, Reply] = {}
     while True:
-        for worker, reply in (ControlReply.objects.using(queue.db_alias())
-                              .filter(command_id=command_id)
-                              .values_list("worker", "reply")):
+        for worker, reply in (
+            ControlReply.objects.using(queue.db_alias())
+            .filter(command_id=command_id)
+            .values_list("worker", "reply")
+        ):
             reply = reply if isinstance(reply, dict) else {}
-            replies[worker] = (Reply(worker, error=str(reply["error"])) if "error" in reply
-                               else Reply(worker, value=reply.get("ok")))
+            replies[worker] = (
+                Reply(worker, error=str(reply["error"]))
+                if "error" in reply
+                else Reply(worker, value=reply.get("ok"))
+            )
         left = deadline - time.monotonic()
         if (expected and expected <= replies.keys()) or left <= 0:
             return dict(sorted(replies.items()))
@@ -181,49 +206,55 @@ def cleanup() -> int:
     """Delete expired commands and their replies; return how many commands."""
     from .models import ControlCommand
 
-    _, by_model = (ControlCommand.objects.using(queue.db_alias())
-                         .filter(expires_at__lte=Now()).delete())
+    _, by_model = (
+        ControlCommand.objects.using(queue.db_alias()).filter(expires_at__lte=Now()).delete()
+    )
     return by_model.get(ControlCommand._meta.label, 0)
 
 
 # -- inspect and control ---------------------------------------------------------------
 
-def inspect(method: str, destination: Sequence[str] | None = None,
-            timeout: float = DEFAULT_TIMEOUT) -> Replies:
+
+def inspect(
+    method: str, destination: Sequence[str] | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> Replies:
     """Ask the workers ``method`` (one of :data:`INSPECT_COMMANDS`)."""
     if method not in INSPECT_COMMANDS:
-        raise RemoteControlError(f"unknown inspect method {method!r}; choose from "
-                                 f"{', '.join(INSPECT_COMMANDS)}")
+        raise RemoteControlError(
+            f"unknown inspect method {method!r}; choose from {', '.join(INSPECT_COMMANDS)}"
+        )
     return broadcast(method, {}, destination, timeout)
 
 
-def shutdown(destination: Sequence[str] | None = None,
-             timeout: float = DEFAULT_TIMEOUT) -> Replies:
+def shutdown(destination: Sequence[str] | None = None, timeout: float = DEFAULT_TIMEOUT) -> Replies:
     """Warm shutdown: workers finish their running tasks, give back the rest, exit."""
     return broadcast("shutdown", {}, destination, timeout)
 
 
-def pool_grow(n: int = 1, destination: Sequence[str] | None = None,
-              timeout: float = DEFAULT_TIMEOUT) -> Replies:
+def pool_grow(
+    n: int = 1, destination: Sequence[str] | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> Replies:
     return broadcast("pool_grow", {"n": _count(n)}, destination, timeout)
 
 
-def pool_shrink(n: int = 1, destination: Sequence[str] | None = None,
-                timeout: float = DEFAULT_TIMEOUT) -> Replies:
+def pool_shrink(
+    n: int = 1, destination: Sequence[str] | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> Replies:
     return broadcast("pool_shrink", {"n": _count(n)}, destination, timeout)
 
 
-def add_consumer(queue_name: str, destination: Sequence[str] | None = None,
-                 timeout: float = DEFAULT_TIMEOUT) -> Replies:
+def add_consumer(
+    queue_name: str, destination: Sequence[str] | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> Replies:
     """Make workers claim from ``queue_name`` too (until they restart)."""
     return broadcast("add_consumer", {"queue": _queue_name(queue_name)}, destination, timeout)
 
 
-def cancel_consumer(queue_name: str, destination: Sequence[str] | None = None,
-                    timeout: float = DEFAULT_TIMEOUT) -> Replies:
+def cancel_consumer(
+    queue_name: str, destination: Sequence[str] | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> Replies:
     """Make workers stop claiming from ``queue_name`` (until they restart)."""
-    return broadcast("cancel_consumer", {"queue": _queue_name(queue_name)}, destination,
-                     timeout)
+    return broadcast("cancel_consumer", {"queue": _queue_name(queue_name)}, destination, timeout)
 
 
 @dataclass(frozen=True)
@@ -236,8 +267,12 @@ class LimitChange:
     note: str = ""
 
 
-def rate_limit(task_name: str, rate: str, destination: Sequence[str] | None = None,
-               timeout: float = DEFAULT_TIMEOUT) -> LimitChange:
+def rate_limit(
+    task_name: str,
+    rate: str,
+    destination: Sequence[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> LimitChange:
     """Set the cluster-wide rate limit of ``task_name`` (``"10/s"``, ``"100/m"``,
     ``"1000/h"``); ``"0"`` or ``"none"`` goes back to the task's own.
 
@@ -253,26 +288,38 @@ def rate_limit(task_name: str, rate: str, destination: Sequence[str] | None = No
     if rate.lower() in RATE_RESET:
         rate = ""
     elif not _RATE.match(rate):
-        raise RemoteControlError(f"rate must look like '10/s', '100/m' or '1000/h' (or 0 to "
-                                 f"reset), not {rate!r}")
+        raise RemoteControlError(
+            f"rate must look like '10/s', '100/m' or '1000/h' (or 0 to reset), not {rate!r}"
+        )
     note = ""
     if task.rate_limit is None and task.concurrency_limit is None:
-        note = (f"{task_name} is declared without rate_limit or concurrency_limit, so its "
-                "tasks are not claimed through the cluster-wide limiter: the override is "
-                "stored but has no effect until the task declares one "
-                "(e.g. @task(rate_limit=...)).")
+        note = (
+            f"{task_name} is declared without rate_limit or concurrency_limit, so its "
+            "tasks are not claimed through the cluster-wide limiter: the override is "
+            "stored but has no effect until the task declares one "
+            "(e.g. @task(rate_limit=...))."
+        )
 
     def store() -> None:
         _store_task_type(task_name, rate_limit=rate)
 
-    replies = broadcast("rate_limit", {"task_name": task_name, "rate": rate}, destination,
-                        timeout, before_send=store)
+    replies = broadcast(
+        "rate_limit",
+        {"task_name": task_name, "rate": rate},
+        destination,
+        timeout,
+        before_send=store,
+    )
     return LimitChange(task_name, replies, note)
 
 
-def time_limit(task_name: str, soft: float | str | None, hard: float | str | None,
-               destination: Sequence[str] | None = None,
-               timeout: float = DEFAULT_TIMEOUT) -> LimitChange:
+def time_limit(
+    task_name: str,
+    soft: float | str | None,
+    hard: float | str | None,
+    destination: Sequence[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> LimitChange:
     """Set the soft and hard time limits (seconds) of ``task_name`` for its next
     runs on every worker; 0 or None removes an override (the task's own limit,
     or the worker's default, applies again). Tasks already running keep theirs.
@@ -280,14 +327,20 @@ def time_limit(task_name: str, soft: float | str | None, hard: float | str | Non
     _registered(task_name)
     soft_s, hard_s = _limit_seconds("soft", soft), _limit_seconds("hard", hard)
     if soft_s and hard_s and soft_s > hard_s:
-        raise RemoteControlError(f"the soft limit ({soft_s:g} s) must not exceed the hard "
-                                 f"limit ({hard_s:g} s)")
+        raise RemoteControlError(
+            f"the soft limit ({soft_s:g} s) must not exceed the hard limit ({hard_s:g} s)"
+        )
 
     def store() -> None:
         _store_task_type(task_name, soft_time_limit=soft_s, time_limit=hard_s)
 
-    replies = broadcast("time_limit", {"task_name": task_name, "soft": soft_s, "hard": hard_s},
-                        destination, timeout, before_send=store)
+    replies = broadcast(
+        "time_limit",
+        {"task_name": task_name, "soft": soft_s, "hard": hard_s},
+        destination,
+        timeout,
+        before_send=store,
+    )
     return LimitChange(task_name, replies)
 
 
@@ -299,6 +352,7 @@ def _store_task_type(name: str, **values: Any) -> None:
 
 
 # -- revoke ---------------------------------------------------------------------------
+
 
 @dataclass
 class RevokeReport:
@@ -315,8 +369,12 @@ class RevokeReport:
     replies: Replies | None = None
 
 
-def revoke(task_ids: Iterable[str], terminate: bool = False,
-           timeout: float = DEFAULT_TIMEOUT, reason: str = "revoked with taskctl") -> RevokeReport:
+def revoke(
+    task_ids: Iterable[str],
+    terminate: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    reason: str = "revoked with taskctl",
+) -> RevokeReport:
     """Revoke tasks: those not started end REVOKED at once and never run.
 
     With ``terminate``, a running task is killed by the worker running it (its
@@ -328,9 +386,12 @@ def revoke(task_ids: Iterable[str], terminate: bool = False,
     report = RevokeReport()
     report.revoked = queue.revoke(ids, reason, timezone.now())
     rest = [i for i in ids if i not in set(report.revoked)]
-    rows = {str(pk): (state, worker) for pk, state, worker in
-            TaskRecord.objects.using(queue.db_alias()).filter(pk__in=rest)
-            .values_list("pk", "state", "worker")}
+    rows = {
+        str(pk): (state, worker)
+        for pk, state, worker in TaskRecord.objects.using(queue.db_alias())
+        .filter(pk__in=rest)
+        .values_list("pk", "state", "worker")
+    }
     running: dict[str, str] = {}
     for task_id in rest:
         state, worker = rows.get(task_id, (None, ""))
@@ -339,14 +400,17 @@ def revoke(task_ids: Iterable[str], terminate: bool = False,
         elif state in states.READY_STATES:
             report.failed[task_id] = f"already finished ({state})"
         elif not terminate:
-            report.failed[task_id] = (f"already started on {worker}; add --terminate to "
-                                      "kill it")
+            report.failed[task_id] = f"already started on {worker}; add --terminate to kill it"
         else:
             running[task_id] = worker
     if not running:
         return report
-    replies = broadcast("revoke", {"task_ids": sorted(running), "terminate": True},
-                        sorted(set(running.values())), timeout)
+    replies = broadcast(
+        "revoke",
+        {"task_ids": sorted(running), "terminate": True},
+        sorted(set(running.values())),
+        timeout,
+    )
     report.replies = replies
     for task_id, worker in running.items():
         reply = replies.replies.get(worker)
@@ -365,6 +429,7 @@ def revoke(task_ids: Iterable[str], terminate: bool = False,
 
 # -- pause and resume -------------------------------------------------------------------
 
+
 def pause(queue_name: str, by: str = "", timeout: float = DEFAULT_TIMEOUT) -> tuple[bool, Replies]:
     """Stop every worker claiming from ``queue_name`` until :func:`resume`.
 
@@ -379,7 +444,8 @@ def pause(queue_name: str, by: str = "", timeout: float = DEFAULT_TIMEOUT) -> tu
 
     def store() -> None:
         _, changed[0] = PausedQueue.objects.using(queue.db_alias()).get_or_create(
-            name=name, defaults={"paused_by": by[:255]})
+            name=name, defaults={"paused_by": by[:255]}
+        )
 
     replies = broadcast("pause", {"queue": name}, None, timeout, before_send=store)
     return changed[0], replies
@@ -409,6 +475,7 @@ def paused() -> list[Any]:
 
 # -- purge ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Waiting:
     """Tasks :func:`purge` would delete: all, and how many of them are scheduled later."""
@@ -421,8 +488,7 @@ def waiting(queues: Sequence[str] | None = None) -> Waiting:
     """Count the PENDING and RETRY tasks in ``queues`` (every queue if None)."""
     from .models import TaskRecord
 
-    qs = TaskRecord.objects.using(queue.db_alias()).filter(
-        state__in=(states.PENDING, states.RETRY))
+    qs = TaskRecord.objects.using(queue.db_alias()).filter(state__in=(states.PENDING, states.RETRY))
     if queues is not None:
         qs = qs.filter(queue__in=list(queues))
     now = timezone.now()
@@ -468,12 +534,19 @@ class WorkerStatus:
     stopped_at: dt.datetime | None
 
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "state": self.state, "hostname": self.hostname,
-                "pid": self.pid, "queues": self.queues, "concurrency": self.concurrency,
-                "pool": self.pool, "processed": self.processed,
-                "started_at": self.started_at.isoformat(),
-                "last_seen": self.last_seen.isoformat(),
-                "stopped_at": self.stopped_at.isoformat() if self.stopped_at else None}
+        return {
+            "name": self.name,
+            "state": self.state,
+            "hostname": self.hostname,
+            "pid": self.pid,
+            "queues": self.queues,
+            "concurrency": self.concurrency,
+            "pool": self.pool,
+            "processed": self.processed,
+            "started_at": self.started_at.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "stopped_at": self.stopped_at.isoformat() if self.stopped_at else None,
+        }
 
 
 def heartbeat_interval() -> float:
@@ -485,8 +558,9 @@ def heartbeat_interval() -> float:
 STOPPED_SHOWN = dt.timedelta(days=1)
 
 
-def status(now: dt.datetime | None = None, since: dt.timedelta = STOPPED_SHOWN
-           ) -> list[WorkerStatus]:
+def status(
+    now: dt.datetime | None = None, since: dt.timedelta = STOPPED_SHOWN
+) -> list[WorkerStatus]:
     """Every worker not stopped, and those stopped within ``since``; online first.
 
     Online: a heartbeat within the last two heartbeat intervals, and not stopped.
@@ -496,18 +570,32 @@ def status(now: dt.datetime | None = None, since: dt.timedelta = STOPPED_SHOWN
     now = now or timezone.now()
     cutoff = now - dt.timedelta(seconds=2 * heartbeat_interval())
     rows = Worker.objects.using(queue.db_alias()).filter(
-        Q(stopped_at__isnull=True) | Q(last_seen__gte=now - since))
+        Q(stopped_at__isnull=True) | Q(last_seen__gte=now - since)
+    )
     found = []
     for w in rows:
         state = STOPPED if w.stopped_at else ONLINE if w.last_seen >= cutoff else OFFLINE
-        found.append(WorkerStatus(w.name, state, w.hostname, w.pid, list(w.queues or []),
-                                  w.concurrency, w.pool, w.processed, w.started_at,
-                                  w.last_seen, w.stopped_at))
+        found.append(
+            WorkerStatus(
+                w.name,
+                state,
+                w.hostname,
+                w.pid,
+                list(w.queues or []),
+                w.concurrency,
+                w.pool,
+                w.processed,
+                w.started_at,
+                w.last_seen,
+                w.stopped_at,
+            )
+        )
     order = {ONLINE: 0, OFFLINE: 1, STOPPED: 2}
     return sorted(found, key=lambda s: (order[s.state], s.name))
 
 
 # -- validation -----------------------------------------------------------------------------
+
 
 def _count(n: Any) -> int:
     try:
@@ -528,9 +616,11 @@ def _queue_name(name: Any) -> str:
 
 def _registered(task_name: str) -> Any:
     if task_name not in registry:
-        raise RemoteControlError(f"unknown task {task_name!r}: no task of that name is "
-                                 "registered in this project (see `taskctl inspect "
-                                 "registered`)")
+        raise RemoteControlError(
+            f"unknown task {task_name!r}: no task of that name is "
+            "registered in this project (see `taskctl inspect "
+            "registered`)"
+        )
     return registry.get(task_name)
 
 
@@ -542,8 +632,9 @@ def _limit_seconds(which: str, value: Any) -> float | None:
     except (TypeError, ValueError):
         seconds = -1.0
     if not seconds >= 0 or seconds == float("inf"):
-        raise RemoteControlError(f"the {which} time limit must be a number of seconds >= 0 "
-                                 f"(0 removes it), not {value!r}")
+        raise RemoteControlError(
+            f"the {which} time limit must be a number of seconds >= 0 (0 removes it), not {value!r}"
+        )
     return seconds or None
 
 

@@ -147,32 +147,75 @@ def _register_remote_controls() -> None:
     # Sent without waiting for replies (timeout=0): workers act within a
     # second (at once on PostgreSQL) and the dashboard shows the result.
     for name, label, target, question, send, done in (
-        ("pause", "Pause", "queue", "Pause queue {target}? Workers stop claiming from it "
-         "until it is resumed; running tasks finish.",
-         lambda t, u: control.pause(t, by=str(u), timeout=0), "Queue {t} paused."),
-        ("resume", "Resume", "queue", "Resume queue {target}? Workers claim from it again.",
-         lambda t, u: control.resume(t, timeout=0), "Queue {t} resumed."),
-        ("pool_grow", "Grow pool", "worker", "Add one process to worker {target}'s pool?",
-         lambda t, u: control.pool_grow(1, [t], timeout=0), "Worker {t} asked to grow."),
-        ("pool_shrink", "Shrink pool", "worker",
-         "Remove one process from worker {target}'s pool (after its task)?",
-         lambda t, u: control.pool_shrink(1, [t], timeout=0), "Worker {t} asked to shrink."),
-        ("shutdown", "Shut down", "worker", "Shut worker {target} down? It finishes its "
-         "running tasks, returns the rest to the queue and exits.",
-         lambda t, u: control.shutdown([t], timeout=0), "Worker {t} asked to shut down."),
+        (
+            "pause",
+            "Pause",
+            "queue",
+            "Pause queue {target}? Workers stop claiming from it "
+            "until it is resumed; running tasks finish.",
+            lambda t, u: control.pause(t, by=str(u), timeout=0),
+            "Queue {t} paused.",
+        ),
+        (
+            "resume",
+            "Resume",
+            "queue",
+            "Resume queue {target}? Workers claim from it again.",
+            lambda t, u: control.resume(t, timeout=0),
+            "Queue {t} resumed.",
+        ),
+        (
+            "pool_grow",
+            "Grow pool",
+            "worker",
+            "Add one process to worker {target}'s pool?",
+            lambda t, u: control.pool_grow(1, [t], timeout=0),
+            "Worker {t} asked to grow.",
+        ),
+        (
+            "pool_shrink",
+            "Shrink pool",
+            "worker",
+            "Remove one process from worker {target}'s pool (after its task)?",
+            lambda t, u: control.pool_shrink(1, [t], timeout=0),
+            "Worker {t} asked to shrink.",
+        ),
+        (
+            "shutdown",
+            "Shut down",
+            "worker",
+            "Shut worker {target} down? It finishes its "
+            "running tasks, returns the rest to the queue and exits.",
+            lambda t, u: control.shutdown([t], timeout=0),
+            "Worker {t} asked to shut down.",
+        ),
     ):
-        register(Control(
-            name=name, label=label, target=target,  # type: ignore[arg-type]
-            permission="djtasks.change_taskrecord", question=question,
-            run=lambda t, u, send=send, done=done: _remote(lambda: send(t, u),
-                                                          done.format(t=t)),
-            danger=name == "shutdown"))
-    register(Control(
-        name="terminate", label="Revoke and terminate", target="task",
-        permission="djtasks.change_taskrecord",
-        question="Terminate task {target}? The worker running it kills its process; the "
-        "task ends REVOKED.",
-        run=_terminate, applies=lambda row: row.get("state") == states.STARTED, danger=True))
+        register(
+            Control(
+                name=name,
+                label=label,
+                target=target,  # type: ignore[arg-type]
+                permission="djtasks.change_taskrecord",
+                question=question,
+                run=lambda t, u, send=send, done=done: _remote(
+                    lambda: send(t, u), done.format(t=t)
+                ),
+                danger=name == "shutdown",
+            )
+        )
+    register(
+        Control(
+            name="terminate",
+            label="Revoke and terminate",
+            target="task",
+            permission="djtasks.change_taskrecord",
+            question="Terminate task {target}? The worker running it kills its process; the "
+            "task ends REVOKED.",
+            run=_terminate,
+            applies=lambda row: row.get("state") == states.STARTED,
+            danger=True,
+        )
+    )
 
 
 register(

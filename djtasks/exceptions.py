@@ -79,8 +79,9 @@ class Retry(DjtasksError):  # noqa: N818 - Celery's name
     The worker catches it; task code should let it propagate.
     """
 
-    def __init__(self, message: str | None = None, exc: BaseException | None = None,
-                 when: Any = None) -> None:
+    def __init__(
+        self, message: str | None = None, exc: BaseException | None = None, when: Any = None
+    ) -> None:
         self.exc = exc
         self.when = when
         super().__init__(message or (f"Retry in {when}s" if when is not None else "Retry"))

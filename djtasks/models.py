@@ -29,8 +29,9 @@ class TaskRecord(models.Model):
     payload = models.TextField(help_text="encoded [args, kwargs]")
     headers = models.JSONField(default=dict, blank=True)
     eta = models.DateTimeField(default=timezone.now, help_text="not run before this time")
-    expires = models.DateTimeField(null=True, blank=True,
-                                   help_text="revoked if not started by this time")
+    expires = models.DateTimeField(
+        null=True, blank=True, help_text="revoked if not started by this time"
+    )
     acks_late = models.BooleanField(default=False)
     ignore_result = models.BooleanField(default=False)
 
@@ -43,11 +44,18 @@ class TaskRecord(models.Model):
     # The outcome.
     # NULL, not "": no value at all (ignore_result, a failure), as opposed to
     # an encoded one.
-    result = models.TextField(null=True, blank=True,  # noqa: DJ001
-                              help_text="encoded return value or progress meta")
+    result = models.TextField(  # noqa: DJ001
+        null=True,
+        blank=True,
+        help_text="encoded return value or progress meta",
+    )
     result_content_type = models.CharField(max_length=64, blank=True, default="")
-    custom_state = models.CharField(max_length=64, blank=True, default="",
-                                    help_text="state reported by update_state() while running")
+    custom_state = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="state reported by update_state() while running",
+    )
     exc_type = models.CharField(max_length=255, blank=True, default="")
     exc_message = models.TextField(blank=True, default="")
     traceback = models.TextField(blank=True, default="")
@@ -61,12 +69,21 @@ class TaskRecord(models.Model):
 
     # Worker-runtime options (issue: unique tasks, concurrency caps).
     # NULL keeps a row out of the partial unique index and the limit index.
-    unique_key = models.CharField(max_length=255, null=True, blank=True,  # noqa: DJ001
-                                  help_text="at most one unfinished task per key")
-    unique_until = models.DateTimeField(null=True, blank=True,
-                                        help_text="the unique key stops holding after this")
-    concurrency_key = models.CharField(max_length=255, null=True, blank=True,  # noqa: DJ001
-                                       help_text="tasks sharing a cluster-wide concurrency cap")
+    unique_key = models.CharField(  # noqa: DJ001
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="at most one unfinished task per key",
+    )
+    unique_until = models.DateTimeField(
+        null=True, blank=True, help_text="the unique key stops holding after this"
+    )
+    concurrency_key = models.CharField(  # noqa: DJ001
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="tasks sharing a cluster-wide concurrency cap",
+    )
 
     # Workflow links (canvas).
     parent_id = models.UUIDField(null=True, blank=True)
@@ -81,26 +98,34 @@ class TaskRecord(models.Model):
             # its size follows the backlog, not the history. Rows under a rate
             # limit or concurrency cap are claimed through the next index.
             models.Index(
-                "queue", models.F("priority").desc(), "eta", "id",
+                "queue",
+                models.F("priority").desc(),
+                "eta",
+                "id",
                 name="djtasks_task_ready_idx",
                 condition=Q(state__in=sorted(states.WAITING_STATES))
                 & Q(concurrency_key__isnull=True),
             ),
             # Serves lease renewal and rescue: only rows a worker holds.
             models.Index(
-                "lease_expires", name="djtasks_task_held_idx",
+                "lease_expires",
+                name="djtasks_task_held_idx",
                 condition=Q(state__in=[states.RECEIVED, states.STARTED]),
             ),
             models.Index("state", "done_at", name="djtasks_task_done_idx"),
             models.Index("name", "created_at", name="djtasks_task_name_idx"),
             # Workflow lookups (a chord's members, a task's children); only
             # canvas rows carry these ids, so plain tasks pay nothing.
-            models.Index("group_id", name="djtasks_task_group_idx",
-                         condition=Q(group_id__isnull=False)),
-            models.Index("parent_id", name="djtasks_task_parent_idx",
-                         condition=Q(parent_id__isnull=False)),
             models.Index(
-                "concurrency_key", "state", name="djtasks_task_conc_idx",
+                "group_id", name="djtasks_task_group_idx", condition=Q(group_id__isnull=False)
+            ),
+            models.Index(
+                "parent_id", name="djtasks_task_parent_idx", condition=Q(parent_id__isnull=False)
+            ),
+            models.Index(
+                "concurrency_key",
+                "state",
+                name="djtasks_task_conc_idx",
                 condition=Q(concurrency_key__isnull=False)
                 & Q(state__in=sorted(states.UNREADY_STATES)),
             ),
@@ -109,9 +134,9 @@ class TaskRecord(models.Model):
             # The guard of unique tasks: a duplicate insert fails here, so two
             # concurrent callers cannot both pass a check-then-insert.
             models.UniqueConstraint(
-                fields=["unique_key"], name="djtasks_task_unique_key",
-                condition=Q(unique_key__isnull=False)
-                & Q(state__in=sorted(states.UNREADY_STATES)),
+                fields=["unique_key"],
+                name="djtasks_task_unique_key",
+                condition=Q(unique_key__isnull=False) & Q(state__in=sorted(states.UNREADY_STATES)),
             ),
         ]
 
@@ -147,8 +172,9 @@ class TaskType(models.Model):
     """Cluster-wide state of one task name: runtime overrides and its rate limiter."""
 
     name = models.CharField(max_length=255, primary_key=True)
-    rate_limit = models.CharField(max_length=32, blank=True, default="",
-                                  help_text="overrides the task's rate_limit (taskctl)")
+    rate_limit = models.CharField(
+        max_length=32, blank=True, default="", help_text="overrides the task's rate_limit (taskctl)"
+    )
     time_limit = models.FloatField(null=True, blank=True)
     soft_time_limit = models.FloatField(null=True, blank=True)
     # Generic cell rate algorithm: the theoretical arrival time of the next run.
@@ -187,8 +213,9 @@ class ControlCommand(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     command = models.CharField(max_length=64)
     arguments = models.JSONField(default=dict, blank=True)
-    destination = models.JSONField(default=list, blank=True,
-                                   help_text="worker names; empty means every worker")
+    destination = models.JSONField(
+        default=list, blank=True, help_text="worker names; empty means every worker"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
 
@@ -202,15 +229,15 @@ class ControlCommand(models.Model):
 class ControlReply(models.Model):
     """A worker's answer to a :class:`ControlCommand`."""
 
-    command = models.ForeignKey(ControlCommand, on_delete=models.CASCADE,
-                                related_name="replies")
+    command = models.ForeignKey(ControlCommand, on_delete=models.CASCADE, related_name="replies")
     worker = models.CharField(max_length=255)
     created_at = models.DateTimeField(default=timezone.now)
     reply = models.JSONField(default=dict)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["command", "worker"],
-                                               name="djtasks_control_one_reply")]
+        constraints = [
+            models.UniqueConstraint(fields=["command", "worker"], name="djtasks_control_one_reply")
+        ]
 
     def __str__(self) -> str:
         return f"{self.worker}: {self.command_id}"
@@ -255,8 +282,7 @@ class PeriodicTask(models.Model):
 
     INTERVAL, CRONTAB, CLOCKED = "interval", "crontab", "clocked"
     KINDS = [(INTERVAL, "interval"), (CRONTAB, "crontab"), (CLOCKED, "one-off")]
-    PERIODS = [("seconds", "seconds"), ("minutes", "minutes"), ("hours", "hours"),
-               ("days", "days")]
+    PERIODS = [("seconds", "seconds"), ("minutes", "minutes"), ("hours", "hours"), ("days", "days")]
     CATCH_UP_ONCE, CATCH_UP_SKIP = "once", "skip"
     CATCH_UPS = [(CATCH_UP_ONCE, "run once now"), (CATCH_UP_SKIP, "skip to the next time")]
     FROM_ADMIN, FROM_SETTINGS = "admin", "settings"
@@ -270,43 +296,66 @@ class PeriodicTask(models.Model):
     # When.
     kind = models.CharField("schedule", max_length=16, choices=KINDS, default=INTERVAL)
     every = models.PositiveIntegerField(null=True, blank=True, help_text="interval: every N …")
-    period = models.CharField(max_length=16, choices=PERIODS, blank=True, default="",
-                              help_text="interval: … seconds, minutes, hours or days")
+    period = models.CharField(
+        max_length=16,
+        choices=PERIODS,
+        blank=True,
+        default="",
+        help_text="interval: … seconds, minutes, hours or days",
+    )
     crontab = models.CharField(
-        "cron expression", max_length=200, blank=True, default="",
-        help_text='crontab: minute hour day-of-month month day-of-week, e.g. "0 7 * * 1-5"')
-    clocked_at = models.DateTimeField("run once at", null=True, blank=True,
-                                      help_text="one-off: the task runs once, at this time")
+        "cron expression",
+        max_length=200,
+        blank=True,
+        default="",
+        help_text='crontab: minute hour day-of-month month day-of-week, e.g. "0 7 * * 1-5"',
+    )
+    clocked_at = models.DateTimeField(
+        "run once at", null=True, blank=True, help_text="one-off: the task runs once, at this time"
+    )
     timezone = models.CharField(
-        "time zone", max_length=64, blank=True, default="",
-        help_text="crontab times are read in this zone (e.g. Europe/Paris); empty: TIME_ZONE")
-    start_at = models.DateTimeField("start", null=True, blank=True,
-                                    help_text="no run before this time")
-    end_at = models.DateTimeField("end", null=True, blank=True,
-                                  help_text="no run after this time")
+        "time zone",
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="crontab times are read in this zone (e.g. Europe/Paris); empty: TIME_ZONE",
+    )
+    start_at = models.DateTimeField(
+        "start", null=True, blank=True, help_text="no run before this time"
+    )
+    end_at = models.DateTimeField("end", null=True, blank=True, help_text="no run after this time")
     catch_up = models.CharField(
-        max_length=8, choices=CATCH_UPS, default=CATCH_UP_ONCE,
-        help_text="runs missed while no beat ran: one run now, or none")
+        max_length=8,
+        choices=CATCH_UPS,
+        default=CATCH_UP_ONCE,
+        help_text="runs missed while no beat ran: one run now, or none",
+    )
 
     # What.
     args = models.JSONField(default=list, blank=True, help_text='a JSON list, e.g. [1, "a"]')
-    kwargs = models.JSONField(default=dict, blank=True,
-                              help_text='a JSON object, e.g. {"size": 128}')
-    queue = models.CharField(max_length=100, blank=True, default="",
-                             help_text="empty: the task's route")
-    priority = models.SmallIntegerField(null=True, blank=True,
-                                        help_text="-100..100, higher runs first; empty: the "
-                                        "task's route")
-    expires = models.FloatField(null=True, blank=True,
-                                help_text="seconds: a run not started this long after it "
-                                "was enqueued is revoked")
+    kwargs = models.JSONField(
+        default=dict, blank=True, help_text='a JSON object, e.g. {"size": 128}'
+    )
+    queue = models.CharField(
+        max_length=100, blank=True, default="", help_text="empty: the task's route"
+    )
+    priority = models.SmallIntegerField(
+        null=True, blank=True, help_text="-100..100, higher runs first; empty: the task's route"
+    )
+    expires = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="seconds: a run not started this long after it was enqueued is revoked",
+    )
 
     # Where it came from.
-    source = models.CharField(max_length=16, choices=SOURCES, default=FROM_ADMIN,
-                              editable=False)
+    source = models.CharField(max_length=16, choices=SOURCES, default=FROM_ADMIN, editable=False)
     settings_definition = models.JSONField(
-        null=True, blank=True, editable=False,
-        help_text="the DJTASKS_BEAT_SCHEDULE definition last synced into this row")
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="the DJTASKS_BEAT_SCHEDULE definition last synced into this row",
+    )
     created_at = models.DateTimeField(default=_now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -321,8 +370,7 @@ class PeriodicTask(models.Model):
         ordering = ["name"]
         indexes = [
             # What beat asks every turn: the enabled entries due first.
-            models.Index("next_run_at", name="djtasks_periodic_due_idx",
-                         condition=Q(enabled=True)),
+            models.Index("next_run_at", name="djtasks_periodic_due_idx", condition=Q(enabled=True)),
         ]
 
     def __str__(self) -> str:
@@ -350,8 +398,7 @@ class PeriodicTask(models.Model):
         return result
 
     @classmethod
-    def from_db(cls, db: str | None, field_names: Any, values: Any,
-                **kwargs: Any) -> PeriodicTask:
+    def from_db(cls, db: str | None, field_names: Any, values: Any, **kwargs: Any) -> PeriodicTask:
         # **kwargs: Django 6.1 passes fetch_mode=; 5.2 passes nothing.
         row = super().from_db(db, field_names, values, **kwargs)
         row._loaded = row._timing()
@@ -362,8 +409,18 @@ class PeriodicTask(models.Model):
         self._loaded = self._timing()
 
     def _timing(self) -> tuple[Any, ...]:
-        return (self.kind, self.every, self.period, self.crontab, self.clocked_at,
-                self.timezone, self.start_at, self.end_at, self.enabled, self.next_run_at)
+        return (
+            self.kind,
+            self.every,
+            self.period,
+            self.crontab,
+            self.clocked_at,
+            self.timezone,
+            self.start_at,
+            self.end_at,
+            self.enabled,
+            self.next_run_at,
+        )
 
     def clean(self) -> None:
         from .beat import validate_periodic_task
@@ -418,19 +475,20 @@ class ScheduleTick(models.Model):
     tick again. Pruned after a day.
     """
 
-    periodic_task = models.ForeignKey(PeriodicTask, on_delete=models.CASCADE,
-                                      related_name="ticks")
+    periodic_task = models.ForeignKey(PeriodicTask, on_delete=models.CASCADE, related_name="ticks")
     due_at = models.DateTimeField(help_text="the scheduled time of this run")
     task_id = models.UUIDField(help_text="the task row this tick enqueued")
     enqueued_at = models.DateTimeField()
-    beat = models.CharField(max_length=255, blank=True, default="",
-                            help_text="the taskbeat that enqueued it")
+    beat = models.CharField(
+        max_length=255, blank=True, default="", help_text="the taskbeat that enqueued it"
+    )
 
     class Meta:
         verbose_name = "periodic run"
         ordering = ["-due_at"]
-        constraints = [models.UniqueConstraint(fields=["periodic_task", "due_at"],
-                                               name="djtasks_tick_once")]
+        constraints = [
+            models.UniqueConstraint(fields=["periodic_task", "due_at"], name="djtasks_tick_once")
+        ]
         indexes = [models.Index("enqueued_at", name="djtasks_tick_age_idx")]
 
     def __str__(self) -> str:

@@ -71,6 +71,7 @@ def prepare_process_connection() -> None:
 
 # -- values -------------------------------------------------------------------
 
+
 @dataclass
 class Message:
     """A task call ready to be inserted: what ``apply_async`` produces."""
@@ -153,8 +154,12 @@ class Outcome:
 
     @property
     def has_workflow(self) -> bool:
-        return bool(self.followups and self.followups.messages) or bool(
-            self.skipped) or self.chord_id is not None or self._ends_unplanned
+        return (
+            bool(self.followups and self.followups.messages)
+            or bool(self.skipped)
+            or self.chord_id is not None
+            or self._ends_unplanned
+        )
 
     @property
     def _ends_unplanned(self) -> bool:
@@ -164,10 +169,28 @@ class Outcome:
 # -- helpers ------------------------------------------------------------------
 
 _INSERT_FIELDS = [
-    "id", "name", "queue", "priority", "state", "content_type", "payload", "headers",
-    "eta", "expires", "acks_late", "ignore_result", "created_at", "parent_id",
-    "root_id", "group_id", "unique_key", "unique_until", "concurrency_key", "exc_type",
-    "exc_message", "done_at",
+    "id",
+    "name",
+    "queue",
+    "priority",
+    "state",
+    "content_type",
+    "payload",
+    "headers",
+    "eta",
+    "expires",
+    "acks_late",
+    "ignore_result",
+    "created_at",
+    "parent_id",
+    "root_id",
+    "group_id",
+    "unique_key",
+    "unique_until",
+    "concurrency_key",
+    "exc_type",
+    "exc_message",
+    "done_at",
 ]
 _FIELDS = {f: TaskRecord._meta.get_field(f) for f in _INSERT_FIELDS}
 _DEFAULTS_SQL = "retries, attempt, worker, result_content_type, custom_state, traceback"
@@ -182,8 +205,9 @@ def _dt(conn: BaseDatabaseWrapper, value: dt.datetime | None) -> Any:
 
 
 def _db_id(conn: BaseDatabaseWrapper, value: Any) -> Any:
-    return _FIELDS["id"].get_db_prep_save(value if isinstance(value, uuid.UUID)
-                                          else uuid.UUID(str(value)), conn)
+    return _FIELDS["id"].get_db_prep_save(
+        value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)), conn
+    )
 
 
 def _in_list(conn: BaseDatabaseWrapper, values: Sequence[Any]) -> tuple[str, list[Any]]:
@@ -271,6 +295,7 @@ def _uuid_str(value: Any) -> str | None:
 
 # -- enqueue --------------------------------------------------------------------
 
+
 def enqueue(messages: Sequence[Message]) -> list[str]:
     """Insert task rows (one statement) and wake the workers of their queues.
 
@@ -309,7 +334,7 @@ def enqueue_bulk(messages: Sequence[Message], chunk_size: int = 1000) -> None:
         return
     with transaction.atomic(using=conn.alias):
         for start in range(0, len(messages), chunk_size):
-            chunk = messages[start:start + chunk_size]
+            chunk = messages[start : start + chunk_size]
             last = start + chunk_size >= len(messages)
             _insert(conn, chunk, "", sorted({m.queue for m in messages}) if last else [])
 
@@ -319,48 +344,104 @@ def _copy(conn: BaseDatabaseWrapper, messages: Sequence[Message]) -> None:
     then NOTIFY, all in one transaction."""
     import psycopg
 
-    columns = [*_INSERT_FIELDS, "retries", "attempt", "worker", "result_content_type",
-               "custom_state", "traceback"]
+    columns = [
+        *_INSERT_FIELDS,
+        "retries",
+        "attempt",
+        "worker",
+        "result_content_type",
+        "custom_state",
+        "traceback",
+    ]
     with transaction.atomic(using=conn.alias), conn.wrap_database_errors:
         conn.ensure_connection()
         with psycopg.Cursor(conn.connection) as cursor:
             with cursor.copy(f"COPY {_T} ({', '.join(columns)}) FROM STDIN") as copy:
                 for m in messages:
-                    copy.write_row((
-                        m.id, m.name, m.queue, m.priority, m.state, m.content_type, m.payload,
-                        json.dumps(m.headers), m.eta, m.expires, m.acks_late, m.ignore_result,
-                        m.created_at, m.parent_id, m.root_id, m.group_id, m.unique_key,
-                        m.unique_until, m.concurrency_key, m.exc_type, m.exc_message,
-                        m.done_at, 0, 0, "", "", "", ""))
+                    copy.write_row(
+                        (
+                            m.id,
+                            m.name,
+                            m.queue,
+                            m.priority,
+                            m.state,
+                            m.content_type,
+                            m.payload,
+                            json.dumps(m.headers),
+                            m.eta,
+                            m.expires,
+                            m.acks_late,
+                            m.ignore_result,
+                            m.created_at,
+                            m.parent_id,
+                            m.root_id,
+                            m.group_id,
+                            m.unique_key,
+                            m.unique_until,
+                            m.concurrency_key,
+                            m.exc_type,
+                            m.exc_message,
+                            m.done_at,
+                            0,
+                            0,
+                            "",
+                            "",
+                            "",
+                            "",
+                        )
+                    )
             for q in sorted({m.queue for m in messages}):
                 cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, q])
 
 
-def _insert(conn: BaseDatabaseWrapper, messages: Sequence[Message], suffix: str,
-            notify: Sequence[str]) -> list[Any]:
+def _insert(
+    conn: BaseDatabaseWrapper, messages: Sequence[Message], suffix: str, notify: Sequence[str]
+) -> list[Any]:
     columns = ", ".join(_INSERT_FIELDS) + ", " + _DEFAULTS_SQL
     row_sql = "(" + ", ".join(["%s"] * len(_INSERT_FIELDS)) + ", 0, 0, '', '', '', '')"
     params: list[Any] = []
     for m in messages:
-        params.extend((
-            _prep(conn, "id", m.id), m.name, m.queue, m.priority, m.state,
-            m.content_type, m.payload, _prep(conn, "headers", m.headers),
-            _dt(conn, m.eta), _dt(conn, m.expires), m.acks_late, m.ignore_result,
-            _dt(conn, m.created_at), _prep(conn, "parent_id", m.parent_id),
-            _prep(conn, "root_id", m.root_id), _prep(conn, "group_id", m.group_id),
-            m.unique_key, _dt(conn, m.unique_until), m.concurrency_key, m.exc_type,
-            m.exc_message, _dt(conn, m.done_at),
-        ))
-    insert = (f"INSERT INTO {_T} ({columns}) VALUES " + ", ".join([row_sql] * len(messages))
-              + suffix + " RETURNING id")
+        params.extend(
+            (
+                _prep(conn, "id", m.id),
+                m.name,
+                m.queue,
+                m.priority,
+                m.state,
+                m.content_type,
+                m.payload,
+                _prep(conn, "headers", m.headers),
+                _dt(conn, m.eta),
+                _dt(conn, m.expires),
+                m.acks_late,
+                m.ignore_result,
+                _dt(conn, m.created_at),
+                _prep(conn, "parent_id", m.parent_id),
+                _prep(conn, "root_id", m.root_id),
+                _prep(conn, "group_id", m.group_id),
+                m.unique_key,
+                _dt(conn, m.unique_until),
+                m.concurrency_key,
+                m.exc_type,
+                m.exc_message,
+                _dt(conn, m.done_at),
+            )
+        )
+    insert = (
+        f"INSERT INTO {_T} ({columns}) VALUES "
+        + ", ".join([row_sql] * len(messages))
+        + suffix
+        + " RETURNING id"
+    )
     with _hot_cursor(conn) as cursor:
         if notify and is_postgres(conn):
             # One round trip: the insert and its NOTIFY; PostgreSQL delivers
             # the notification only if and when this transaction commits.
             calls = ", ".join(["pg_notify(%s, %s)"] * len(notify))
             notify_params = [p for q in notify for p in (NOTIFY_CHANNEL, q)]
-            cursor.execute(f"WITH ins AS ({insert}) SELECT ins.id, {calls} FROM ins",
-                           params + notify_params)
+            cursor.execute(
+                f"WITH ins AS ({insert}) SELECT ins.id, {calls} FROM ins", params + notify_params
+            )
         else:
             cursor.execute(insert, params)
         return [row[0] for row in cursor.fetchall()]
@@ -375,19 +456,27 @@ def _insert_unique(conn: BaseDatabaseWrapper, m: Message, notify: Sequence[str])
     for _ in range(3):
         if _insert(conn, [m], " ON CONFLICT DO NOTHING", notify):
             return None
-        row = (TaskRecord.objects.using(conn.alias)
-               .filter(unique_key=m.unique_key, state__in=states.UNREADY_STATES)
-               .values_list("id", "unique_until").first())
+        row = (
+            TaskRecord.objects.using(conn.alias)
+            .filter(unique_key=m.unique_key, state__in=states.UNREADY_STATES)
+            .values_list("id", "unique_until")
+            .first()
+        )
         if row is None:
             continue  # it finished meanwhile: try again
         holder, until = row
         if until is not None and until <= m.created_at:
-            (TaskRecord.objects.using(conn.alias)
-             .filter(pk=holder, unique_until__lte=m.created_at).update(unique_key=None))
+            (
+                TaskRecord.objects.using(conn.alias)
+                .filter(pk=holder, unique_until__lte=m.created_at)
+                .update(unique_key=None)
+            )
             continue
         return str(holder)
-    raise IntegrityError(f"could not enqueue {m.name} with unique_key {m.unique_key!r}: "
-                         f"task id {m.id} is taken or the key kept changing hands")
+    raise IntegrityError(
+        f"could not enqueue {m.name} with unique_key {m.unique_key!r}: "
+        f"task id {m.id} is taken or the key kept changing hands"
+    )
 
 
 #: Per process: when each queue was last notified from an autocommit enqueue.
@@ -425,8 +514,9 @@ _RETURNING = (
 )
 
 
-def claim(worker: str, queues: Sequence[str], limit: int, now: dt.datetime,
-          lease_seconds: float) -> list[Claimed]:
+def claim(
+    worker: str, queues: Sequence[str], limit: int, now: dt.datetime, lease_seconds: float
+) -> list[Claimed]:
     """Claim up to ``limit`` ready rows of ``queues`` for ``worker``.
 
     Highest priority first, then oldest eta, then oldest id. Rows locked by
@@ -437,8 +527,10 @@ def claim(worker: str, queues: Sequence[str], limit: int, now: dt.datetime,
         return []
     conn = connection()
     lease = now + dt.timedelta(seconds=lease_seconds)
-    set_sql = ("state = 'RECEIVED', worker = %s, received_at = %s, lease_expires = %s, "
-               "attempt = {t}.attempt + 1")
+    set_sql = (
+        "state = 'RECEIVED', worker = %s, received_at = %s, lease_expires = %s, "
+        "attempt = {t}.attempt + 1"
+    )
     if is_postgres(conn):
         # Per queue, an ordered scan of the ready index that stops after
         # ``limit`` unlocked rows (``queue = ANY(...)`` would read the whole
@@ -504,9 +596,14 @@ def parse_rate(rate: str) -> float:
     return float(number) / {"s": 1, "m": 60, "h": 3600}[unit]
 
 
-def claim_limited(worker: str, queues: Sequence[str], free: int, now: dt.datetime,
-                  lease_seconds: float, limits: dict[str, Limit]) -> tuple[list[Claimed],
-                                                                          dt.datetime | None]:
+def claim_limited(
+    worker: str,
+    queues: Sequence[str],
+    free: int,
+    now: dt.datetime,
+    lease_seconds: float,
+    limits: dict[str, Limit],
+) -> tuple[list[Claimed], dt.datetime | None]:
     """Claim rows of rate-limited or capped tasks, within their limits.
 
     Such rows carry a ``concurrency_key`` and are claimed here, one key at a
@@ -525,7 +622,8 @@ def claim_limited(worker: str, queues: Sequence[str], free: int, now: dt.datetim
             f"SELECT DISTINCT concurrency_key, name FROM {_T} "
             f"WHERE concurrency_key IS NOT NULL AND state IN {_WAITING} "
             f"AND queue {in_sql} AND eta <= %s LIMIT 100",
-            [*in_params, _dt(conn, now)])
+            [*in_params, _dt(conn, now)],
+        )
         groups = cursor.fetchall()
     claimed: list[Claimed] = []
     wake: dt.datetime | None = None
@@ -538,18 +636,23 @@ def claim_limited(worker: str, queues: Sequence[str], free: int, now: dt.datetim
         with _write_transaction(conn) as cursor:
             allowed = free
             if limit.cap is not None:
-                cursor.execute(f"INSERT INTO {lock_t} (key) VALUES (%s) ON CONFLICT DO NOTHING",
-                               [key])
+                cursor.execute(
+                    f"INSERT INTO {lock_t} (key) VALUES (%s) ON CONFLICT DO NOTHING", [key]
+                )
                 if is_postgres(conn):
                     cursor.execute(f"SELECT key FROM {lock_t} WHERE key = %s FOR UPDATE", [key])
-                cursor.execute(f"SELECT count(*) FROM {_T} WHERE concurrency_key = %s "
-                               f"AND state IN {_HELD}", [key])
+                cursor.execute(
+                    f"SELECT count(*) FROM {_T} WHERE concurrency_key = %s AND state IN {_HELD}",
+                    [key],
+                )
                 allowed = min(allowed, limit.cap - cursor.fetchone()[0])
             tat = None
             if limit.rate is not None and allowed > 0:
                 cursor.execute(
                     f"INSERT INTO {type_t} (name, rate_limit, time_limit, soft_time_limit, "
-                    "rate_tat) VALUES (%s, '', NULL, NULL, NULL) ON CONFLICT DO NOTHING", [name])
+                    "rate_tat) VALUES (%s, '', NULL, NULL, NULL) ON CONFLICT DO NOTHING",
+                    [name],
+                )
                 lock = " FOR UPDATE" if is_postgres(conn) else ""
                 cursor.execute(f"SELECT rate_tat FROM {type_t} WHERE name = %s{lock}", [name])
                 tat = _to_datetime(conn, cursor.fetchone()[0])
@@ -560,13 +663,16 @@ def claim_limited(worker: str, queues: Sequence[str], free: int, now: dt.datetim
                     allowed = min(allowed, 1)
             if allowed <= 0:
                 continue
-            rows = _claim_key(cursor, conn, worker, key, in_sql, in_params, allowed, now,
-                              lease_seconds)
+            rows = _claim_key(
+                cursor, conn, worker, key, in_sql, in_params, allowed, now, lease_seconds
+            )
             if rows and limit.rate is not None:
                 start = max(tat or now, now)
                 next_tat = start + dt.timedelta(seconds=len(rows) / limit.rate)
-                cursor.execute(f"UPDATE {type_t} SET rate_tat = %s WHERE name = %s",
-                               [_dt(conn, next_tat), name])
+                cursor.execute(
+                    f"UPDATE {type_t} SET rate_tat = %s WHERE name = %s",
+                    [_dt(conn, next_tat), name],
+                )
                 wake = next_tat if wake is None else min(wake, next_tat)
         got = [_claimed(conn, row, now, None) for row in rows]
         claimed.extend(got)
@@ -574,9 +680,17 @@ def claim_limited(worker: str, queues: Sequence[str], free: int, now: dt.datetim
     return claimed, wake
 
 
-def _claim_key(cursor: Any, conn: BaseDatabaseWrapper, worker: str, key: str, in_sql: str,
-               in_params: list[Any], limit: int, now: dt.datetime,
-               lease_seconds: float) -> list[Any]:
+def _claim_key(
+    cursor: Any,
+    conn: BaseDatabaseWrapper,
+    worker: str,
+    key: str,
+    in_sql: str,
+    in_params: list[Any],
+    limit: int,
+    now: dt.datetime,
+    lease_seconds: float,
+) -> list[Any]:
     lease = now + dt.timedelta(seconds=lease_seconds)
     skip = " FOR UPDATE SKIP LOCKED" if is_postgres(conn) else ""
     cursor.execute(
@@ -585,7 +699,8 @@ def _claim_key(cursor: Any, conn: BaseDatabaseWrapper, worker: str, key: str, in
         f"SELECT id FROM {_T} WHERE concurrency_key = %s AND state IN {_WAITING} "
         f"AND queue {in_sql} AND eta <= %s ORDER BY priority DESC, eta, id LIMIT %s{skip}) "
         f"RETURNING {_RETURNING}",
-        [worker, _dt(conn, now), _dt(conn, lease), key, *in_params, _dt(conn, now), limit])
+        [worker, _dt(conn, now), _dt(conn, lease), key, *in_params, _dt(conn, now), limit],
+    )
     return cursor.fetchall()
 
 
@@ -600,14 +715,35 @@ def task_types() -> dict[str, Any]:
     """Per task name: the ``taskctl`` overrides (rate limit, time limits)."""
     from .models import TaskType
 
-    return {t.name: t for t in TaskType.objects.using(db_alias()).exclude(
-        rate_limit="", time_limit=None, soft_time_limit=None)}
+    return {
+        t.name: t
+        for t in TaskType.objects.using(db_alias()).exclude(
+            rate_limit="", time_limit=None, soft_time_limit=None
+        )
+    }
 
 
-def _claimed(conn: BaseDatabaseWrapper, row: Sequence[Any], now: dt.datetime,
-             now_db: dt.datetime | None) -> Claimed:
-    (db_id, name, queue, priority, content_type, payload, headers, retries, attempt,
-     acks_late, ignore_result, expires, eta, parent_id, root_id, group_id) = row
+def _claimed(
+    conn: BaseDatabaseWrapper, row: Sequence[Any], now: dt.datetime, now_db: dt.datetime | None
+) -> Claimed:
+    (
+        db_id,
+        name,
+        queue,
+        priority,
+        content_type,
+        payload,
+        headers,
+        retries,
+        attempt,
+        acks_late,
+        ignore_result,
+        expires,
+        eta,
+        parent_id,
+        root_id,
+        group_id,
+    ) = row
     expired = False
     if expires is not None:
         if not isinstance(expires, dt.datetime) or expires.tzinfo is None:
@@ -615,11 +751,22 @@ def _claimed(conn: BaseDatabaseWrapper, row: Sequence[Any], now: dt.datetime,
             expires = conn.ops.convert_datetimefield_value(expires, None, conn)
         expired = expires <= now
     return Claimed(
-        db_id=db_id, id=_uuid_str(db_id) or "", name=name, queue=queue, priority=priority,
-        content_type=content_type, payload=payload, headers=_json_value(headers),
-        retries=retries, attempt=attempt, acks_late=bool(acks_late),
-        ignore_result=bool(ignore_result), expired=expired, eta=eta,
-        parent_id=_uuid_str(parent_id), root_id=_uuid_str(root_id),
+        db_id=db_id,
+        id=_uuid_str(db_id) or "",
+        name=name,
+        queue=queue,
+        priority=priority,
+        content_type=content_type,
+        payload=payload,
+        headers=_json_value(headers),
+        retries=retries,
+        attempt=attempt,
+        acks_late=bool(acks_late),
+        ignore_result=bool(ignore_result),
+        expired=expired,
+        eta=eta,
+        parent_id=_uuid_str(parent_id),
+        root_id=_uuid_str(root_id),
         group_id=_uuid_str(group_id),
     )
 
@@ -630,20 +777,27 @@ def start(worker: str, claimed: Sequence[Claimed], now: dt.datetime) -> set[str]
     return settle([], worker, claimed, now)
 
 
-def _start(cursor: Any, conn: BaseDatabaseWrapper, worker: str, claimed: Sequence[Claimed],
-           now: dt.datetime) -> set[str]:
+def _start(
+    cursor: Any,
+    conn: BaseDatabaseWrapper,
+    worker: str,
+    claimed: Sequence[Claimed],
+    now: dt.datetime,
+) -> set[str]:
     if not claimed:
         return set()
     in_sql, in_params = _in_list(conn, [c.db_id for c in claimed])
     cursor.execute(
         f"UPDATE {_T} SET state = 'STARTED', started_at = %s "
         f"WHERE id {in_sql} AND worker = %s AND state = 'RECEIVED' RETURNING id",
-        [_dt(conn, now), *in_params, worker])
+        [_dt(conn, now), *in_params, worker],
+    )
     return {_uuid_str(row[0]) or "" for row in cursor.fetchall()}
 
 
-def settle(outcomes: Sequence[Outcome], worker: str, to_start: Sequence[Claimed],
-           now: dt.datetime) -> set[str]:
+def settle(
+    outcomes: Sequence[Outcome], worker: str, to_start: Sequence[Claimed], now: dt.datetime
+) -> set[str]:
     """The worker's turn: write finished outcomes and mark the next tasks
     STARTED, atomically. Returns the ids that may run (see :func:`start`).
 
@@ -662,8 +816,13 @@ def settle(outcomes: Sequence[Outcome], worker: str, to_start: Sequence[Claimed]
         return _start(cursor, conn, worker, to_start, now)
 
 
-def _settle_workflow(conn: BaseDatabaseWrapper, outcomes: Sequence[Outcome], worker: str,
-                     to_start: Sequence[Claimed], now: dt.datetime) -> set[str]:
+def _settle_workflow(
+    conn: BaseDatabaseWrapper,
+    outcomes: Sequence[Outcome],
+    worker: str,
+    to_start: Sequence[Claimed],
+    now: dt.datetime,
+) -> set[str]:
     """Like :func:`settle`, and in the same transaction the rows a workflow
     step leaves behind: next steps, callbacks, a chord's body. They are
     written only for outcomes that were applied (not fenced off)."""
@@ -679,26 +838,52 @@ def _settle_workflow(conn: BaseDatabaseWrapper, outcomes: Sequence[Outcome], wor
             if o.chord_id is not None:
                 _chord_member_done(cursor, conn, o, now)
             if o._ends_unplanned:
-                cursor.execute(f"SELECT id, name, headers, root_id, exc_message FROM {_T} "
-                               "WHERE id = %s", [_db_id(conn, o.task_id)])
+                cursor.execute(
+                    f"SELECT id, name, headers, root_id, exc_message FROM {_T} WHERE id = %s",
+                    [_db_id(conn, o.task_id)],
+                )
                 _workflow_ended(cursor, conn, cursor.fetchall(), o.state, o.exc_type, now)
         return _start(cursor, conn, worker, to_start, now)
 
 
-def _insert_skipped(cursor: Any, conn: BaseDatabaseWrapper, skipped: Sequence[Any],
-                    now: dt.datetime) -> None:
+def _insert_skipped(
+    cursor: Any, conn: BaseDatabaseWrapper, skipped: Sequence[Any], now: dt.datetime
+) -> None:
     """Write workflow steps that will not run (``canvas.Skipped``) as REVOKED
     rows in their place; one that a chord waits for counts as a failed member,
     or the chord would wait for ever."""
-    _insert(conn, [replace(
-        _final_message(s.name, s.id, states.REVOKED, REVOKED_ERROR, s.reason, now),
-        parent_id=_maybe_uuid(s.parent_id), root_id=_maybe_uuid(s.root_id),
-        group_id=_maybe_uuid(s.group_id)) for s in skipped], "", [])
+    _insert(
+        conn,
+        [
+            replace(
+                _final_message(s.name, s.id, states.REVOKED, REVOKED_ERROR, s.reason, now),
+                parent_id=_maybe_uuid(s.parent_id),
+                root_id=_maybe_uuid(s.root_id),
+                group_id=_maybe_uuid(s.group_id),
+            )
+            for s in skipped
+        ],
+        "",
+        [],
+    )
     for s in skipped:
         if s.chord_id is not None:
-            _chord_member_done(cursor, conn, Outcome(
-                s.id, 0, states.REVOKED, now, exc_type=REVOKED_ERROR, exc_message=s.reason,
-                task_name=s.name, chord_id=s.chord_id, root_id=s.root_id), now)
+            _chord_member_done(
+                cursor,
+                conn,
+                Outcome(
+                    s.id,
+                    0,
+                    states.REVOKED,
+                    now,
+                    exc_type=REVOKED_ERROR,
+                    exc_message=s.reason,
+                    task_name=s.name,
+                    chord_id=s.chord_id,
+                    root_id=s.root_id,
+                ),
+                now,
+            )
 
 
 def _maybe_uuid(value: Any) -> uuid.UUID | None:
@@ -710,16 +895,28 @@ def _complete_one(cursor: Any, conn: BaseDatabaseWrapper, o: Outcome) -> bool:
     return cursor.rowcount == 1
 
 
-def _final_message(name: str, task_id: str, state: str, exc_type: str, reason: str,
-                   now: dt.datetime) -> Message:
-    return Message(id=uuid.UUID(task_id), name=name, queue="-", priority=0,
-                   content_type="application/json", payload="[[], {}]", eta=now,
-                   created_at=now, state=state, exc_type=exc_type, exc_message=reason,
-                   done_at=now)
+def _final_message(
+    name: str, task_id: str, state: str, exc_type: str, reason: str, now: dt.datetime
+) -> Message:
+    return Message(
+        id=uuid.UUID(task_id),
+        name=name,
+        queue="-",
+        priority=0,
+        content_type="application/json",
+        payload="[[], {}]",
+        eta=now,
+        created_at=now,
+        state=state,
+        exc_type=exc_type,
+        exc_message=reason,
+        done_at=now,
+    )
 
 
-def _chord_member_done(cursor: Any, conn: BaseDatabaseWrapper, o: Outcome,
-                       now: dt.datetime) -> None:
+def _chord_member_done(
+    cursor: Any, conn: BaseDatabaseWrapper, o: Outcome, now: dt.datetime
+) -> None:
     """Count a chord member out; the one that counts the last runs the body.
 
     The counter row is locked by the UPDATE until this transaction commits,
@@ -730,8 +927,11 @@ def _chord_member_done(cursor: Any, conn: BaseDatabaseWrapper, o: Outcome,
 
     group_t = TaskGroup._meta.db_table
     gid = _db_id(conn, o.chord_id)
-    cursor.execute(f"UPDATE {group_t} SET remaining = remaining - 1 WHERE id = %s "
-                   "RETURNING remaining, failed, body", [gid])
+    cursor.execute(
+        f"UPDATE {group_t} SET remaining = remaining - 1 WHERE id = %s "
+        "RETURNING remaining, failed, body",
+        [gid],
+    )
     row = cursor.fetchone()
     if row is None:
         return
@@ -742,14 +942,31 @@ def _chord_member_done(cursor: Any, conn: BaseDatabaseWrapper, o: Outcome,
     body_sig = Signature.from_dict(body)
     parent = (o.task_id, o.root_id or o.task_id)
     if o.state != states.SUCCESS:
-        cursor.execute(f"UPDATE {group_t} SET failed = %s WHERE id = %s AND failed = %s",
-                       [True, gid, False])
+        cursor.execute(
+            f"UPDATE {group_t} SET failed = %s WHERE id = %s AND failed = %s", [True, gid, False]
+        )
         if cursor.rowcount == 1:
-            reason = (f"chord member {o.task_name}[{o.task_id}] failed: "
-                      f"{o.exc_type.rpartition('.')[2]}: {o.exc_message}")
-            _insert(conn, [_final_message(leaf.task, leaf.id or "", states.FAILURE,
-                                          f"{ChordError.__module__}.ChordError", reason, now)
-                           for leaf in body_sig.leaves() if leaf.id], "", [])
+            reason = (
+                f"chord member {o.task_name}[{o.task_id}] failed: "
+                f"{o.exc_type.rpartition('.')[2]}: {o.exc_message}"
+            )
+            _insert(
+                conn,
+                [
+                    _final_message(
+                        leaf.task,
+                        leaf.id or "",
+                        states.FAILURE,
+                        f"{ChordError.__module__}.ChordError",
+                        reason,
+                        now,
+                    )
+                    for leaf in body_sig.leaves()
+                    if leaf.id
+                ],
+                "",
+                [],
+            )
             from .canvas import Plan, takes_request
 
             plan = Plan()
@@ -765,11 +982,11 @@ def _chord_member_done(cursor: Any, conn: BaseDatabaseWrapper, o: Outcome,
         return
     from . import serialization
 
-    cursor.execute(f"SELECT headers, result, result_content_type FROM {_T} "
-                   "WHERE group_id = %s", [gid])
+    cursor.execute(
+        f"SELECT headers, result, result_content_type FROM {_T} WHERE group_id = %s", [gid]
+    )
     members = sorted(cursor.fetchall(), key=lambda r: _json_value(r[0]).get("group_index", 0))
-    results = [serialization.decode(ct, res) if res is not None else None
-               for _, res, ct in members]
+    results = [serialization.decode(ct, res) if res is not None else None for _, res, ct in members]
     _write_plan(conn, body_sig.plan((results,), (), parent))
 
 
@@ -787,38 +1004,59 @@ def _write_plan(conn: BaseDatabaseWrapper, plan: Any) -> None:
 
     if plan.groups:
         meta = TaskGroup._meta
-        f = {name: meta.get_field(name) for name in
-             ("id", "member_ids", "body", "body_id", "created_at")}
+        f = {
+            name: meta.get_field(name)
+            for name in ("id", "member_ids", "body", "body_id", "created_at")
+        }
         params: list[Any] = []
         for g in plan.groups:
-            params.extend((
-                f["id"].get_db_prep_save(g.id, conn),
-                f["member_ids"].get_db_prep_save(g.member_ids, conn),
-                len(g.member_ids), len(g.member_ids), False,
-                f["body"].get_db_prep_save(g.body, conn),
-                f["body_id"].get_db_prep_save(
-                    uuid.UUID(g.body_id) if g.body_id else None, conn),
-                f["created_at"].get_db_prep_save(timezone.now(), conn),
-            ))
+            params.extend(
+                (
+                    f["id"].get_db_prep_save(g.id, conn),
+                    f["member_ids"].get_db_prep_save(g.member_ids, conn),
+                    len(g.member_ids),
+                    len(g.member_ids),
+                    False,
+                    f["body"].get_db_prep_save(g.body, conn),
+                    f["body_id"].get_db_prep_save(
+                        uuid.UUID(g.body_id) if g.body_id else None, conn
+                    ),
+                    f["created_at"].get_db_prep_save(timezone.now(), conn),
+                )
+            )
         with conn.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {meta.db_table} (id, member_ids, size, remaining, failed, body, "
                 "body_id, created_at) VALUES "
-                + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(plan.groups)), params)
+                + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(plan.groups)),
+                params,
+            )
     if plan.messages:
         enqueue(plan.messages)
 
 
 _FINAL_COLUMNS = (
-    ("id", "uuid"), ("attempt", "int"), ("state", "varchar"), ("result", "text"),
-    ("result_content_type", "varchar"), ("exc_type", "varchar"), ("exc_message", "text"),
-    ("traceback", "text"), ("runtime", "float8"), ("done_at", "timestamptz"),
+    ("id", "uuid"),
+    ("attempt", "int"),
+    ("state", "varchar"),
+    ("result", "text"),
+    ("result_content_type", "varchar"),
+    ("exc_type", "varchar"),
+    ("exc_message", "text"),
+    ("traceback", "text"),
+    ("runtime", "float8"),
+    ("done_at", "timestamptz"),
 )
 _FINAL_ROW = "(" + ", ".join(f"%s::{t}" for _, t in _FINAL_COLUMNS) + ")"
 
 
-def _settle_postgres(conn: BaseDatabaseWrapper, outcomes: Sequence[Outcome], worker: str,
-                     to_start: Sequence[Claimed], now: dt.datetime) -> set[str]:
+def _settle_postgres(
+    conn: BaseDatabaseWrapper,
+    outcomes: Sequence[Outcome],
+    worker: str,
+    to_start: Sequence[Claimed],
+    now: dt.datetime,
+) -> set[str]:
     finals = [o for o in outcomes if o.state != states.RETRY]
     retries = [o for o in outcomes if o.state == states.RETRY]
     parts: list[str] = []
@@ -828,11 +1066,24 @@ def _settle_postgres(conn: BaseDatabaseWrapper, outcomes: Sequence[Outcome], wor
         # fenced by attempt like complete().
         parts.append(
             f"v({', '.join(c for c, _ in _FINAL_COLUMNS)}) AS (VALUES "
-            + ", ".join([_FINAL_ROW] * len(finals)) + ")")
+            + ", ".join([_FINAL_ROW] * len(finals))
+            + ")"
+        )
         for o in finals:
-            params.extend((uuid.UUID(o.task_id), o.attempt, o.state, o.result,
-                           o.result_content_type, o.exc_type, o.exc_message, o.traceback,
-                           o.runtime, o.done_at))
+            params.extend(
+                (
+                    uuid.UUID(o.task_id),
+                    o.attempt,
+                    o.state,
+                    o.result,
+                    o.result_content_type,
+                    o.exc_type,
+                    o.exc_message,
+                    o.traceback,
+                    o.runtime,
+                    o.done_at,
+                )
+            )
         parts.append(
             f"done AS (UPDATE {_T} AS t SET state = v.state, "
             "result = CASE WHEN v.result IS NULL AND v.state <> 'SUCCESS' THEN t.result "
@@ -844,13 +1095,15 @@ def _settle_postgres(conn: BaseDatabaseWrapper, outcomes: Sequence[Outcome], wor
             "done_at = v.done_at, started_at = COALESCE(t.started_at, v.done_at), "
             "lease_expires = NULL, custom_state = '' "
             f"FROM v WHERE t.id = v.id AND t.attempt = v.attempt AND t.state IN {_HELD} "
-            "RETURNING 1)")
+            "RETURNING 1)"
+        )
     select = "SELECT NULL WHERE false"
     if to_start:
         # Disjoint from the rows above: those are STARTED, these RECEIVED.
         parts.append(
             f"started AS (UPDATE {_T} SET state = 'STARTED', started_at = %s "
-            "WHERE id = ANY(%s) AND worker = %s AND state = 'RECEIVED' RETURNING id)")
+            "WHERE id = ANY(%s) AND worker = %s AND state = 'RECEIVED' RETURNING id)"
+        )
         params.extend((now, [c.db_id for c in to_start], worker))
         select = "SELECT id FROM started"
     if retries:
@@ -873,8 +1126,10 @@ def release(worker: str, claimed: Sequence[Claimed]) -> int:
         return 0
     conn = connection()
     in_sql, in_params = _in_list(conn, [c.db_id for c in claimed])
-    sql = (f"UPDATE {_T} SET state = 'PENDING', worker = '', lease_expires = NULL, "
-           f"received_at = NULL WHERE id {in_sql} AND worker = %s AND state = 'RECEIVED'")
+    sql = (
+        f"UPDATE {_T} SET state = 'PENDING', worker = '', lease_expires = NULL, "
+        f"received_at = NULL WHERE id {in_sql} AND worker = %s AND state = 'RECEIVED'"
+    )
     with _write_transaction(conn) as cursor:
         cursor.execute(sql, [*in_params, worker])
         return cursor.rowcount
@@ -886,15 +1141,18 @@ def requeue_running(worker: str, claimed: Sequence[Claimed]) -> int:
         return 0
     conn = connection()
     in_sql, in_params = _in_list(conn, [c.db_id for c in claimed])
-    sql = (f"UPDATE {_T} SET state = 'PENDING', worker = '', lease_expires = NULL, "
-           f"received_at = NULL, started_at = NULL, custom_state = '' "
-           f"WHERE id {in_sql} AND worker = %s AND state IN {_HELD}")
+    sql = (
+        f"UPDATE {_T} SET state = 'PENDING', worker = '', lease_expires = NULL, "
+        f"received_at = NULL, started_at = NULL, custom_state = '' "
+        f"WHERE id {in_sql} AND worker = %s AND state IN {_HELD}"
+    )
     with _write_transaction(conn) as cursor:
         cursor.execute(sql, [*in_params, worker])
         return cursor.rowcount
 
 
 # -- outcomes -------------------------------------------------------------------
+
 
 def complete(outcomes: Sequence[Outcome]) -> None:
     """Write many outcomes in one transaction.
@@ -914,35 +1172,65 @@ def _complete(cursor: Any, conn: BaseDatabaseWrapper, outcomes: Iterable[Outcome
     for o in outcomes:
         db_id = _db_id(conn, o.task_id)
         if o.state == states.RETRY:
-            retries.append([
-                _dt(conn, o.retry_eta), o.exc_type, o.exc_message, o.traceback,
-                o.runtime, o.new_payload, db_id, o.attempt,
-            ])
+            retries.append(
+                [
+                    _dt(conn, o.retry_eta),
+                    o.exc_type,
+                    o.exc_message,
+                    o.traceback,
+                    o.runtime,
+                    o.new_payload,
+                    db_id,
+                    o.attempt,
+                ]
+            )
         else:
             # A failure carries no value: keep what the row holds (progress
             # meta, a django.tasks run history) rather than erase it.
             keep = o.result is None and o.state != states.SUCCESS
-            finals.append([
-                o.state, keep, o.result, keep, o.result_content_type, o.exc_type,
-                o.exc_message, o.traceback, o.runtime, _dt(conn, o.done_at),
-                _dt(conn, o.done_at), db_id, o.attempt,
-            ])
+            finals.append(
+                [
+                    o.state,
+                    keep,
+                    o.result,
+                    keep,
+                    o.result_content_type,
+                    o.exc_type,
+                    o.exc_message,
+                    o.traceback,
+                    o.runtime,
+                    _dt(conn, o.done_at),
+                    _dt(conn, o.done_at),
+                    db_id,
+                    o.attempt,
+                ]
+            )
     if finals:
-        _execute_many(cursor, (
-            f"UPDATE {_T} SET state = %s, "
-            "result = CASE WHEN %s THEN result ELSE %s END, "
-            "result_content_type = CASE WHEN %s THEN result_content_type ELSE %s END, "
-            "exc_type = %s, exc_message = %s, traceback = %s, runtime = %s, "
-            "done_at = %s, started_at = COALESCE(started_at, %s), "
-            "lease_expires = NULL, custom_state = '' "
-            f"WHERE id = %s AND attempt = %s AND state IN {_HELD}"), finals)
+        _execute_many(
+            cursor,
+            (
+                f"UPDATE {_T} SET state = %s, "
+                "result = CASE WHEN %s THEN result ELSE %s END, "
+                "result_content_type = CASE WHEN %s THEN result_content_type ELSE %s END, "
+                "exc_type = %s, exc_message = %s, traceback = %s, runtime = %s, "
+                "done_at = %s, started_at = COALESCE(started_at, %s), "
+                "lease_expires = NULL, custom_state = '' "
+                f"WHERE id = %s AND attempt = %s AND state IN {_HELD}"
+            ),
+            finals,
+        )
     if retries:
-        _execute_many(cursor, (
-            f"UPDATE {_T} SET state = 'RETRY', eta = %s, retries = retries + 1, "
-            "exc_type = %s, exc_message = %s, traceback = %s, runtime = %s, "
-            "payload = COALESCE(%s, payload), worker = '', lease_expires = NULL, "
-            "custom_state = '' "
-            f"WHERE id = %s AND attempt = %s AND state IN {_HELD}"), retries)
+        _execute_many(
+            cursor,
+            (
+                f"UPDATE {_T} SET state = 'RETRY', eta = %s, retries = retries + 1, "
+                "exc_type = %s, exc_message = %s, traceback = %s, runtime = %s, "
+                "payload = COALESCE(%s, payload), worker = '', lease_expires = NULL, "
+                "custom_state = '' "
+                f"WHERE id = %s AND attempt = %s AND state IN {_HELD}"
+            ),
+            retries,
+        )
 
 
 def _execute_many(cursor: Any, sql: str, rows: list[list[Any]]) -> None:
@@ -963,8 +1251,9 @@ def set_progress(task_id: str, custom_state: str, content_type: str, meta: str |
         )
 
 
-def revoke(task_ids: Sequence[str], reason: str, now: dt.datetime,
-           attempt: int | None = None) -> list[str]:
+def revoke(
+    task_ids: Sequence[str], reason: str, now: dt.datetime, attempt: int | None = None
+) -> list[str]:
     """Revoke tasks that have not started; return the ids actually revoked."""
     if not task_ids:
         return []
@@ -975,10 +1264,12 @@ def revoke(task_ids: Sequence[str], reason: str, now: dt.datetime,
     if attempt is not None:
         fence = " AND attempt = %s"
         params.append(attempt)
-    sql = (f"UPDATE {_T} SET state = 'REVOKED', done_at = %s, exc_type = %s, "
-           "exc_message = %s, lease_expires = NULL "
-           f"WHERE id {in_sql} AND state IN ('PENDING', 'RETRY', 'RECEIVED'){fence} "
-           "RETURNING id, name, headers, root_id, exc_message")
+    sql = (
+        f"UPDATE {_T} SET state = 'REVOKED', done_at = %s, exc_type = %s, "
+        "exc_message = %s, lease_expires = NULL "
+        f"WHERE id {in_sql} AND state IN ('PENDING', 'RETRY', 'RECEIVED'){fence} "
+        "RETURNING id, name, headers, root_id, exc_message"
+    )
     with _write_transaction(conn) as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -986,8 +1277,14 @@ def revoke(task_ids: Sequence[str], reason: str, now: dt.datetime,
         return [_uuid_str(r[0]) or "" for r in rows]
 
 
-def _workflow_ended(cursor: Any, conn: BaseDatabaseWrapper, rows: Sequence[Any], state: str,
-                    exc_type: str, now: dt.datetime) -> None:
+def _workflow_ended(
+    cursor: Any,
+    conn: BaseDatabaseWrapper,
+    rows: Sequence[Any],
+    state: str,
+    exc_type: str,
+    now: dt.datetime,
+) -> None:
     """Settle the workflows of rows that ended without an outcome of their own
     (revoked, expired, lost with their worker), in the same transaction: the
     rest of a chain is recorded as not run, a chord counts the member as
@@ -1000,8 +1297,7 @@ def _workflow_ended(cursor: Any, conn: BaseDatabaseWrapper, rows: Sequence[Any],
 
     for task_id, name, headers, root_id, reason in rows:
         headers = _json_value(headers)
-        if not isinstance(headers, dict) or not headers.keys() & {"chain", "chord",
-                                                                   "link_error"}:
+        if not isinstance(headers, dict) or not headers.keys() & {"chain", "chord", "link_error"}:
             continue
         tid, root = _uuid_str(task_id) or "", _uuid_str(root_id)
         why = f"{exc_type.rpartition('.')[2]}: {reason}"
@@ -1010,16 +1306,31 @@ def _workflow_ended(cursor: Any, conn: BaseDatabaseWrapper, rows: Sequence[Any],
         except Exception:  # a bad stored signature must not block revoke or rescue
             import logging
 
-            logging.getLogger("djtasks.worker").exception("could not settle the workflow of %s[%s]", name, tid)
+            logging.getLogger("djtasks.worker").exception(
+                "could not settle the workflow of %s[%s]", name, tid
+            )
             continue
         if state == states.FAILURE:
             _write_plan(conn, errbacks)
         if skipped:
             _insert_skipped(cursor, conn, skipped, now)
         if headers.get("chord") is not None:
-            _chord_member_done(cursor, conn, Outcome(
-                tid, 0, state, now, exc_type=exc_type, exc_message=reason, task_name=name,
-                chord_id=headers["chord"], root_id=root), now)
+            _chord_member_done(
+                cursor,
+                conn,
+                Outcome(
+                    tid,
+                    0,
+                    state,
+                    now,
+                    exc_type=exc_type,
+                    exc_message=reason,
+                    task_name=name,
+                    chord_id=headers["chord"],
+                    root_id=root,
+                ),
+                now,
+            )
 
 
 def forget(task_id: str) -> None:
@@ -1031,8 +1342,10 @@ def forget(task_id: str) -> None:
 
 # -- leases and workers -----------------------------------------------------------
 
-def renew_leases(worker: str, now: dt.datetime, lease_seconds: float,
-                 task_ids: Sequence[str] | None = None) -> int:
+
+def renew_leases(
+    worker: str, now: dt.datetime, lease_seconds: float, task_ids: Sequence[str] | None = None
+) -> int:
     """Extend the lease of the rows ``worker`` holds (one statement).
 
     ``task_ids`` limits it to the rows the worker knows it holds. A row held
@@ -1108,20 +1421,26 @@ def worker_heartbeat(name: str, now: dt.datetime, processed: int, **fields: Any)
     """Create or refresh ``name``'s worker row."""
     # Queues and pool size change at run time (remote control, autoscale).
     live = {k: fields[k] for k in ("queues", "concurrency") if k in fields}
-    updated = Worker.objects.using(db_alias()).filter(pk=name).update(
-        last_seen=now, processed=processed, stopped_at=None, **live)
+    updated = (
+        Worker.objects.using(db_alias())
+        .filter(pk=name)
+        .update(last_seen=now, processed=processed, stopped_at=None, **live)
+    )
     if not updated:
         Worker.objects.using(db_alias()).update_or_create(
-            pk=name, defaults={"last_seen": now, "processed": processed,
-                               "started_at": now, **fields})
+            pk=name,
+            defaults={"last_seen": now, "processed": processed, "started_at": now, **fields},
+        )
 
 
 def worker_stopped(name: str, now: dt.datetime, processed: int) -> None:
     Worker.objects.using(db_alias()).filter(pk=name).update(
-        last_seen=now, stopped_at=now, processed=processed)
+        last_seen=now, stopped_at=now, processed=processed
+    )
 
 
 # -- purge ------------------------------------------------------------------------
+
 
 def purge(queues: Sequence[str] | None = None) -> int:
     """Delete the tasks waiting in ``queues`` (every queue if None); return how many.
@@ -1144,8 +1463,9 @@ def purge(queues: Sequence[str] | None = None) -> int:
         return cursor.rowcount
 
 
-def prune_expired(now: dt.datetime, max_age: float, batch: int = 5000,
-                  max_batches: int = 20) -> int:
+def prune_expired(
+    now: dt.datetime, max_age: float, batch: int = 5000, max_batches: int = 20
+) -> int:
     """Delete finished rows older than ``max_age`` seconds, a batch at a time.
 
     Keeps the table the size of its recent history so claims and the admin
@@ -1163,13 +1483,14 @@ def prune_expired(now: dt.datetime, max_age: float, batch: int = 5000,
             cursor.execute(
                 f"DELETE FROM {_T} WHERE id IN (SELECT id FROM {_T} "
                 "WHERE state IN ('SUCCESS', 'FAILURE', 'REVOKED') AND done_at < %s "
-                f"LIMIT %s{skip})", [cutoff, batch])
+                f"LIMIT %s{skip})",
+                [cutoff, batch],
+            )
             deleted = cursor.rowcount
         total += deleted
         if deleted < batch:
             break
     groups = TaskGroup._meta.db_table
     with _write_transaction(conn) as cursor:
-        cursor.execute(f"DELETE FROM {groups} WHERE created_at < %s AND remaining <= 0",
-                       [cutoff])
+        cursor.execute(f"DELETE FROM {groups} WHERE created_at < %s AND remaining <= 0", [cutoff])
     return total

@@ -14,9 +14,26 @@ from . import exceptions, serialization, states
 from .exceptions import TaskError, TaskRevokedError
 
 _FIELDS = (
-    "id", "name", "state", "custom_state", "result", "result_content_type", "exc_type",
-    "exc_message", "traceback", "done_at", "retries", "worker", "queue", "parent_id",
-    "root_id", "group_id", "ignore_result", "created_at", "started_at", "runtime",
+    "id",
+    "name",
+    "state",
+    "custom_state",
+    "result",
+    "result_content_type",
+    "exc_type",
+    "exc_message",
+    "traceback",
+    "done_at",
+    "retries",
+    "worker",
+    "queue",
+    "parent_id",
+    "root_id",
+    "group_id",
+    "ignore_result",
+    "created_at",
+    "started_at",
+    "runtime",
 )
 
 
@@ -81,8 +98,9 @@ class AsyncResult:
         from . import queue
         from .models import TaskRecord
 
-        self._row = (TaskRecord.objects.using(queue.db_alias())
-                     .filter(pk=self.id).values(*_FIELDS).first())
+        self._row = (
+            TaskRecord.objects.using(queue.db_alias()).filter(pk=self.id).values(*_FIELDS).first()
+        )
         return self._row
 
     @property
@@ -169,8 +187,9 @@ class AsyncResult:
 
     # -- waiting ---------------------------------------------------------------
 
-    def get(self, timeout: float | None = None, propagate: bool = True,
-            interval: float = 0.05) -> Any:
+    def get(
+        self, timeout: float | None = None, propagate: bool = True, interval: float = 0.05
+    ) -> Any:
         """Wait for the task to finish and return its result.
 
         :param timeout: seconds to wait; ``None`` waits for ever.
@@ -183,10 +202,14 @@ class AsyncResult:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.ready():
             if deadline is not None and time.monotonic() >= deadline:
-                raise exceptions.TimeoutError(f"task {self.id} did not finish within {timeout}s "
-                                   f"(state {self.state})")
-            time.sleep(interval if deadline is None
-                       else max(0.0, min(interval, deadline - time.monotonic())))
+                raise exceptions.TimeoutError(
+                    f"task {self.id} did not finish within {timeout}s (state {self.state})"
+                )
+            time.sleep(
+                interval
+                if deadline is None
+                else max(0.0, min(interval, deadline - time.monotonic()))
+            )
         return self._outcome(propagate)
 
     wait = get
@@ -210,8 +233,7 @@ class AsyncResult:
 
         self._row = None
         if not terminate:
-            return bool(queue.revoke([self.id], "revoked by AsyncResult.revoke()",
-                                     timezone.now()))
+            return bool(queue.revoke([self.id], "revoked by AsyncResult.revoke()", timezone.now()))
         from .control import revoke
 
         report = revoke([self.id], terminate=True, reason="revoked by AsyncResult.revoke()")
@@ -245,14 +267,22 @@ class AsyncResult:
         except NoReverseMatch:
             raise ImproperlyConfigured(
                 'status_url() needs the djtasks URLs: add path("tasks/", '
-                'include("djtasks.urls")) to your URLconf') from None
+                'include("djtasks.urls")) to your URLconf'
+            ) from None
 
 
 class EagerResult(AsyncResult):
     """The outcome of a task run in this process by ``apply()`` or eager mode."""
 
-    def __init__(self, id: Any, value: Any, state: str, traceback: str | None = None,  # noqa: A002
-                 task_name: str | None = None, retries: int = 0) -> None:
+    def __init__(
+        self,
+        id: Any,  # noqa: A002 - Celery's name
+        value: Any,
+        state: str,
+        traceback: str | None = None,
+        task_name: str | None = None,
+        retries: int = 0,
+    ) -> None:
         super().__init__(id, task_name)
         self._value = value
         self._state = state
@@ -294,8 +324,9 @@ class EagerResult(AsyncResult):
     runtime = property(lambda self: None)
     parent = property(lambda self: getattr(self, "_parent", None))
 
-    def get(self, timeout: float | None = None, propagate: bool = True,
-            interval: float = 0.05) -> Any:
+    def get(
+        self, timeout: float | None = None, propagate: bool = True, interval: float = 0.05
+    ) -> Any:
         return self._outcome(propagate)
 
     wait = get
@@ -332,8 +363,12 @@ class GroupResult:
         from . import queue
         from .models import TaskGroup
 
-        members = (TaskGroup.objects.using(queue.db_alias()).filter(pk=group_id)
-                   .values_list("member_ids", flat=True).first())
+        members = (
+            TaskGroup.objects.using(queue.db_alias())
+            .filter(pk=group_id)
+            .values_list("member_ids", flat=True)
+            .first()
+        )
         if members is None:
             return None
         return cls(group_id, [AsyncResult(m) for m in members])
@@ -362,8 +397,9 @@ class GroupResult:
         for r in self.results:
             r.forget()
 
-    def get(self, timeout: float | None = None, propagate: bool = True,
-            interval: float = 0.05) -> list[Any]:
+    def get(
+        self, timeout: float | None = None, propagate: bool = True, interval: float = 0.05
+    ) -> list[Any]:
         """Wait for every member; return their results in order."""
         deadline = None if timeout is None else time.monotonic() + timeout
         values = []

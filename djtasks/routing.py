@@ -31,8 +31,13 @@ def route_for(task_name: str) -> dict[str, Any]:
     return dict(route)
 
 
-def resolve(task_name: str, call_queue: str | None, call_priority: int | None,
-            task_queue: str | None, task_priority: int | None) -> tuple[str, int]:
+def resolve(
+    task_name: str,
+    call_queue: str | None,
+    call_priority: int | None,
+    task_queue: str | None,
+    task_priority: int | None,
+) -> tuple[str, int]:
     route = route_for(task_name) if call_queue is None or call_priority is None else {}
     queue = call_queue or route.get("queue") or task_queue or settings.DEFAULT_QUEUE
     if call_priority is not None:

@@ -47,18 +47,23 @@ def _is_number(value: Any) -> bool:
 
 def check_priority(priority: Any, where: str = "priority") -> int:
     if not isinstance(priority, int) or isinstance(priority, bool):
-        raise TypeError(f"{where} must be an int from {PRIORITY_MIN} to {PRIORITY_MAX}, "
-                        f"not {type(priority).__name__}")
+        raise TypeError(
+            f"{where} must be an int from {PRIORITY_MIN} to {PRIORITY_MAX}, "
+            f"not {type(priority).__name__}"
+        )
     if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-        raise ValueError(f"{where} must be from {PRIORITY_MIN} to {PRIORITY_MAX} "
-                         f"(higher runs first), not {priority}")
+        raise ValueError(
+            f"{where} must be from {PRIORITY_MIN} to {PRIORITY_MAX} "
+            f"(higher runs first), not {priority}"
+        )
     return priority
 
 
 def check_queue(queue: Any, where: str = "queue") -> str:
     if not isinstance(queue, str) or not queue or len(queue) > 100:
-        raise ValueError(f"{where} must be a non-empty string of at most 100 characters, "
-                         f"not {queue!r}")
+        raise ValueError(
+            f"{where} must be a non-empty string of at most 100 characters, not {queue!r}"
+        )
     return queue
 
 
@@ -73,8 +78,9 @@ def _check_seconds(value: Any, where: str, allow_none: bool = True) -> float | N
     if not _is_number(value) or value < 0:
         raise ValueError(f"{where} must be a number of seconds >= 0, not {value!r}")
     if not math.isfinite(value) or value > MAX_SECONDS:
-        raise ValueError(f"{where} must be a finite number of seconds up to {MAX_SECONDS:,}, "
-                         f"not {value!r}")
+        raise ValueError(
+            f"{where} must be a finite number of seconds up to {MAX_SECONDS:,}, not {value!r}"
+        )
     return float(value)
 
 
@@ -85,8 +91,7 @@ def _check_headers(headers: dict[str, Any]) -> None:
     try:
         json.dumps(headers, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"headers (with link/link_error signatures) must be JSON: {exc}") \
-            from None
+        raise TypeError(f"headers (with link/link_error signatures) must be JSON: {exc}") from None
 
 
 def _aware(value: Any, where: str) -> dt.datetime:
@@ -95,7 +100,8 @@ def _aware(value: Any, where: str) -> dt.datetime:
     if timezone.is_naive(value):
         raise ValueError(
             f"{where} must be timezone-aware (got naive {value!r}); use for example "
-            "django.utils.timezone.now() + timedelta(...)")
+            "django.utils.timezone.now() + timedelta(...)"
+        )
     return value
 
 
@@ -113,7 +119,7 @@ def _expiry(expires: Any, now: dt.datetime) -> dt.datetime | None:
 def backoff_countdown(retries: int, factor: float, maximum: float, jitter: bool) -> float:
     """Exponential backoff: ``factor * 2**retries`` capped at ``maximum``,
     drawn uniformly from ``[0, that]`` when ``jitter`` is set."""
-    countdown = min(maximum, factor * (2 ** retries))
+    countdown = min(maximum, factor * (2**retries))
     if jitter:
         countdown = random.uniform(0, countdown)  # noqa: S311 - not for security
     return max(0.0, countdown)
@@ -162,21 +168,23 @@ class Task(Generic[P, R]):
             raise ImproperlyConfiguredTask(
                 f"@task takes plain functions, and {run.__qualname__} is 'async def': wrap "
                 "it with asgiref.sync.async_to_sync, or declare it with django.tasks' "
-                "@task and djtasks.backends.DatabaseBackend, which runs coroutines")
+                "@task and djtasks.backends.DatabaseBackend, which runs coroutines"
+            )
         self.run = run
         self.name = name or f"{run.__module__}.{run.__qualname__}"
         if not isinstance(self.name, str) or not self.name:
             raise ImproperlyConfiguredTask(f"task name must be a non-empty string, not {name!r}")
         where = f"@task option for {self.name}:"
         self.queue = None if queue is None else check_queue(queue, f"{where} queue")
-        self.priority = None if priority is None else check_priority(priority,
-                                                                     f"{where} priority")
-        if max_retries is not None and (not isinstance(max_retries, int)
-                                        or isinstance(max_retries, bool) or max_retries < 0):
+        self.priority = None if priority is None else check_priority(priority, f"{where} priority")
+        if max_retries is not None and (
+            not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0
+        ):
             raise ImproperlyConfiguredTask(f"{where} max_retries must be an int >= 0 or None")
         self.max_retries = max_retries
-        self.default_retry_delay = _check_seconds(default_retry_delay,
-                                                  f"{where} default_retry_delay", False)
+        self.default_retry_delay = _check_seconds(
+            default_retry_delay, f"{where} default_retry_delay", False
+        )
         if isinstance(autoretry_for, type):
             autoretry_for = (autoretry_for,)
         if not all(isinstance(e, type) and issubclass(e, BaseException) for e in autoretry_for):
@@ -184,16 +192,18 @@ class Task(Generic[P, R]):
         self.autoretry_for = tuple(autoretry_for)
         self.retry_kwargs = dict(retry_kwargs or {})
         self.retry_backoff = retry_backoff
-        self.retry_backoff_max = _check_seconds(retry_backoff_max, f"{where} retry_backoff_max",
-                                                False)
+        self.retry_backoff_max = _check_seconds(
+            retry_backoff_max, f"{where} retry_backoff_max", False
+        )
         self.retry_jitter = bool(retry_jitter)
         self.time_limit = _check_seconds(time_limit, f"{where} time_limit")
         self.soft_time_limit = _check_seconds(soft_time_limit, f"{where} soft_time_limit")
-        if rate_limit is not None and not (isinstance(rate_limit, str)
-                                           and _RATE_RE.match(rate_limit)):
+        if rate_limit is not None and not (
+            isinstance(rate_limit, str) and _RATE_RE.match(rate_limit)
+        ):
             raise ImproperlyConfiguredTask(
-                f"{where} rate_limit must look like '10/s', '100/m' or '1000/h', "
-                f"not {rate_limit!r}")
+                f"{where} rate_limit must look like '10/s', '100/m' or '1000/h', not {rate_limit!r}"
+            )
         self.rate_limit = rate_limit
         if expires is not None and not isinstance(expires, dt.timedelta):
             _check_seconds(expires, f"{where} expires")
@@ -217,26 +227,28 @@ class Task(Generic[P, R]):
         if unique_key is not None and not (unique_key is True or callable(unique_key)):
             raise ImproperlyConfiguredTask(
                 f"{where} unique_key must be True (key = name + arguments) or a callable "
-                "taking the call's arguments and returning a string")
+                "taking the call's arguments and returning a string"
+            )
         self.unique_key = unique_key
         self.unique_for = _check_seconds(unique_for, f"{where} unique_for")
         if on_duplicate not in ("return", "raise"):
             raise ImproperlyConfiguredTask(f"{where} on_duplicate must be 'return' or 'raise'")
         self.on_duplicate = on_duplicate
-        if concurrency_limit is not None and (not isinstance(concurrency_limit, int)
-                                              or isinstance(concurrency_limit, bool)
-                                              or concurrency_limit < 1):
+        if concurrency_limit is not None and (
+            not isinstance(concurrency_limit, int)
+            or isinstance(concurrency_limit, bool)
+            or concurrency_limit < 1
+        ):
             raise ImproperlyConfiguredTask(f"{where} concurrency_limit must be an int >= 1")
         self.concurrency_limit = concurrency_limit
         if concurrency_key is not None:
             if concurrency_limit is None:
-                raise ImproperlyConfiguredTask(
-                    f"{where} concurrency_key needs concurrency_limit")
+                raise ImproperlyConfiguredTask(f"{where} concurrency_key needs concurrency_limit")
             params = self._signature.parameters if self._signature else {}
             if concurrency_key not in params:
                 raise ImproperlyConfiguredTask(
-                    f"{where} concurrency_key {concurrency_key!r} is not an argument of "
-                    f"{self.name}")
+                    f"{where} concurrency_key {concurrency_key!r} is not an argument of {self.name}"
+                )
         self.concurrency_key = concurrency_key
         self.__doc__ = run.__doc__
         self.__name__ = getattr(run, "__name__", self.name)
@@ -287,8 +299,12 @@ class Task(Generic[P, R]):
             raise TypeError("bulk_delay() does not take unique_key or task_id")
         pairs = []
         for call in calls:
-            if (isinstance(call, tuple) and len(call) == 2 and isinstance(call[0], list | tuple)
-                    and isinstance(call[1], dict)):
+            if (
+                isinstance(call, tuple)
+                and len(call) == 2
+                and isinstance(call[0], list | tuple)
+                and isinstance(call[1], dict)
+            ):
                 pairs.append((call[0], call[1]))
             else:
                 pairs.append((call, {}))
@@ -308,9 +324,13 @@ class Task(Generic[P, R]):
             args, kwargs = self._check_arguments(args, kwargs)
             extra = {"compression": compression} if compression else {}
             content_type, payload = serialization.encode_arguments(
-                self.name, args, kwargs, serializer, **extra)
-            messages.append(dataclasses.replace(template, id=uuid7(), payload=payload,
-                                                content_type=content_type))
+                self.name, args, kwargs, serializer, **extra
+            )
+            messages.append(
+                dataclasses.replace(
+                    template, id=uuid7(), payload=payload, content_type=content_type
+                )
+            )
         task_queue.enqueue_bulk(messages)
         return [AsyncResult(m.id, task_name=self.name) for m in messages]
 
@@ -372,36 +392,68 @@ class Task(Generic[P, R]):
         from . import queue as task_queue
 
         message = self.build_message(
-            args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
-            priority=priority, task_id=task_id, serializer=serializer,
-            compression=compression, headers=headers,
-            ignore_result=ignore_result, acks_late=acks_late, time_limit=time_limit,
-            soft_time_limit=soft_time_limit, unique_key=unique_key, unique_for=unique_for,
-            link=link, link_error=link_error)
+            args,
+            kwargs,
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            queue=queue,
+            priority=priority,
+            task_id=task_id,
+            serializer=serializer,
+            compression=compression,
+            headers=headers,
+            ignore_result=ignore_result,
+            acks_late=acks_late,
+            time_limit=time_limit,
+            soft_time_limit=soft_time_limit,
+            unique_key=unique_key,
+            unique_for=unique_for,
+            link=link,
+            link_error=link_error,
+        )
         if settings.ALWAYS_EAGER:
             # Validated and encoded like a real call, then run here.
-            result = self.apply(args, kwargs, task_id=message.id,
-                                _propagate=settings.EAGER_PROPAGATES)
+            result = self.apply(
+                args, kwargs, task_id=message.id, _propagate=settings.EAGER_PROPAGATES
+            )
             _run_links_eagerly(result, link, link_error)
             return result
         existing = task_queue.enqueue([message])
         if existing:
             if self.on_duplicate == "raise":
-                raise DuplicateTask(f"a task with unique_key {message.unique_key!r} is "
-                                    f"already waiting or running: {existing[0]}")
+                raise DuplicateTask(
+                    f"a task with unique_key {message.unique_key!r} is "
+                    f"already waiting or running: {existing[0]}"
+                )
             return AsyncResult(existing[0], task_name=self.name)
         return AsyncResult(message.id, task_name=self.name)
 
     def build_message(
-        self, args: Any = None, kwargs: Any = None, *, countdown: float | None = None,
-        eta: dt.datetime | None = None, expires: Any = _UNSET, queue: str | None = None,
-        priority: int | None = None, task_id: Any = None, serializer: str | None = None,
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        *,
+        countdown: float | None = None,
+        eta: dt.datetime | None = None,
+        expires: Any = _UNSET,
+        queue: str | None = None,
+        priority: int | None = None,
+        task_id: Any = None,
+        serializer: str | None = None,
         compression: str | None = None,
-        headers: dict[str, Any] | None = None, ignore_result: bool | None = None,
-        acks_late: bool | None = None, time_limit: float | None = None,
-        soft_time_limit: float | None = None, unique_key: str | None = None,
-        unique_for: float | None = None, link: Any = None, link_error: Any = None,
-        parent_id: Any = None, root_id: Any = None, group_id: Any = None,
+        headers: dict[str, Any] | None = None,
+        ignore_result: bool | None = None,
+        acks_late: bool | None = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
+        link: Any = None,
+        link_error: Any = None,
+        parent_id: Any = None,
+        root_id: Any = None,
+        group_id: Any = None,
     ) -> Any:
         """Validate a call and return the row to insert (a ``queue.Message``), writing nothing.
 
@@ -427,16 +479,20 @@ class Task(Generic[P, R]):
         queue_name, prio = resolve(self.name, queue, priority, self.queue, self.priority)
         allowed = settings.QUEUES
         if allowed is not None and queue_name not in allowed:
-            raise ValueError(f"queue {queue_name!r} of task {self.name!r} is not one of "
-                             f"DJTASKS_QUEUES ({', '.join(map(repr, allowed))})")
+            raise ValueError(
+                f"queue {queue_name!r} of task {self.name!r} is not one of "
+                f"DJTASKS_QUEUES ({', '.join(map(repr, allowed))})"
+            )
         check_priority(prio, f"routed priority of {self.name}")
         if headers is not None and not isinstance(headers, dict):
             raise TypeError(f"headers must be a dict, not {type(headers).__name__}")
         tid = _task_id(task_id)
         headers = dict(headers or {})
         if time_limit is not None or soft_time_limit is not None:
-            headers["timelimit"] = [_check_seconds(soft_time_limit, "soft_time_limit"),
-                                    _check_seconds(time_limit, "time_limit")]
+            headers["timelimit"] = [
+                _check_seconds(soft_time_limit, "soft_time_limit"),
+                _check_seconds(time_limit, "time_limit"),
+            ]
         for key, callbacks in (("link", link), ("link_error", link_error)):
             if callbacks is not None:
                 from .canvas import callbacks_to_dicts
@@ -445,42 +501,63 @@ class Task(Generic[P, R]):
         _check_headers(headers)
         ukey, uuntil = self._unique(args, kwargs, unique_key, unique_for, now)
         content_type, payload = serialization.encode_arguments(
-            self.name, args, kwargs,
+            self.name,
+            args,
+            kwargs,
             serializer or self.serializer or settings.TASK_SERIALIZER,
-            compression or self.compression)
+            compression or self.compression,
+        )
         parent = current_request.get()
         if parent_id is None and parent is not None and not parent.is_eager:
             parent_id, root_id = parent.id, root_id or parent.root_id or parent.id
         return task_queue.Message(
-            id=tid, name=self.name, queue=queue_name, priority=prio,
-            content_type=content_type, payload=payload, eta=run_at, created_at=now,
-            headers=headers, expires=expires_at,
+            id=tid,
+            name=self.name,
+            queue=queue_name,
+            priority=prio,
+            content_type=content_type,
+            payload=payload,
+            eta=run_at,
+            created_at=now,
+            headers=headers,
+            expires=expires_at,
             acks_late=self.acks_late if acks_late is None else bool(acks_late),
             ignore_result=self.ignore_result if ignore_result is None else bool(ignore_result),
-            parent_id=_maybe_uuid(parent_id), root_id=_maybe_uuid(root_id or parent_id),
+            parent_id=_maybe_uuid(parent_id),
+            root_id=_maybe_uuid(root_id or parent_id),
             group_id=_maybe_uuid(group_id),
-            unique_key=ukey, unique_until=uuntil,
+            unique_key=ukey,
+            unique_until=uuntil,
             concurrency_key=self._limit_key(args, kwargs),
         )
 
-    def _unique(self, args: list[Any], kwargs: dict[str, Any], key: str | None,
-                unique_for: float | None, now: dt.datetime) -> tuple[str | None, Any]:
+    def _unique(
+        self,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        key: str | None,
+        unique_for: float | None,
+        now: dt.datetime,
+    ) -> tuple[str | None, Any]:
         if key is None and self.unique_key is not None:
             if self.unique_key is True:
                 # The plain JSON of the call: no signature or compression in
                 # it, so the key survives a key rotation or a settings change.
-                digest = hashlib.sha256(serialization.JSON.dumps(
-                    [list(args), kwargs]).encode()).hexdigest()[:32]
+                digest = hashlib.sha256(
+                    serialization.JSON.dumps([list(args), kwargs]).encode()
+                ).hexdigest()[:32]
                 key = f"{self.name}:{digest}"
             else:
                 key = self.unique_key(*args, **kwargs)
         if key is None:
             return None, None
         if not isinstance(key, str) or not key or len(key) > 255:
-            raise ValueError(f"unique_key must be a non-empty string of at most 255 "
-                             f"characters, not {key!r}")
-        seconds = _check_seconds(unique_for, "unique_for") if unique_for is not None \
-            else self.unique_for
+            raise ValueError(
+                f"unique_key must be a non-empty string of at most 255 characters, not {key!r}"
+            )
+        seconds = (
+            _check_seconds(unique_for, "unique_for") if unique_for is not None else self.unique_for
+        )
         return key, (now + dt.timedelta(seconds=seconds) if seconds else None)
 
     def _limit_key(self, args: list[Any], kwargs: dict[str, Any]) -> str | None:
@@ -499,11 +576,13 @@ class Task(Generic[P, R]):
         if kwargs is None:
             kwargs = {}
         if not isinstance(args, list | tuple):
-            raise TypeError(f"args of task {self.name!r} must be a list or tuple, "
-                            f"not {type(args).__name__}")
+            raise TypeError(
+                f"args of task {self.name!r} must be a list or tuple, not {type(args).__name__}"
+            )
         if not isinstance(kwargs, dict):
-            raise TypeError(f"kwargs of task {self.name!r} must be a dict, "
-                            f"not {type(kwargs).__name__}")
+            raise TypeError(
+                f"kwargs of task {self.name!r} must be a dict, not {type(kwargs).__name__}"
+            )
         self._check_signature(args, kwargs)
         return list(args), kwargs
 
@@ -521,7 +600,7 @@ class Task(Generic[P, R]):
         sig = self._signature
         if sig is None:
             return None
-        params = list(sig.parameters.values())[1 if self.bind else 0:]
+        params = list(sig.parameters.values())[1 if self.bind else 0 :]
         if any(p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params):
             return None
         positional = [p for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
@@ -547,9 +626,15 @@ class Task(Generic[P, R]):
         except TypeError as exc:
             raise TypeError(f"bad arguments for task {self.name!r}: {exc}") from None
 
-    def apply(self, args: tuple[Any, ...] | list[Any] | None = None,
-              kwargs: dict[str, Any] | None = None, *, task_id: Any = None,
-              _propagate: bool = False, **options: Any) -> EagerResult:
+    def apply(
+        self,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        task_id: Any = None,
+        _propagate: bool = False,
+        **options: Any,
+    ) -> EagerResult:
         """Run the task now, in this process, retries included; return an :class:`EagerResult`.
 
         Exceptions are kept in the result (``.get()`` re-raises them).
@@ -557,8 +642,9 @@ class Task(Generic[P, R]):
         from .worker.executor import run_eagerly
 
         args, kwargs = self._check_arguments(args, kwargs)
-        serialization.encode_arguments(self.name, args, kwargs,
-                                       self.serializer or settings.TASK_SERIALIZER)
+        serialization.encode_arguments(
+            self.name, args, kwargs, self.serializer or settings.TASK_SERIALIZER
+        )
         result = run_eagerly(self, str(_task_id(task_id)), args, kwargs)
         if _propagate and result.state == states.FAILURE:
             raise result.result
@@ -578,8 +664,9 @@ class Task(Generic[P, R]):
 
         return Signature(self.name, args, kwargs, immutable=True)
 
-    def signature(self, args: Any = (), kwargs: dict[str, Any] | None = None,
-                  **options: Any) -> Any:
+    def signature(
+        self, args: Any = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Any:
         """A signature with call options: ``task.signature((2, 2), countdown=10)``."""
         from .canvas import Signature
 
@@ -605,10 +692,17 @@ class Task(Generic[P, R]):
 
     # -- inside a bound task -------------------------------------------------
 
-    def retry(self, args: Any = None, kwargs: Any = None, exc: BaseException | None = None,
-              throw: bool = True, eta: dt.datetime | None = None,
-              countdown: float | None = None, max_retries: int | None = _UNSET,
-              **options: Any) -> Retry:
+    def retry(
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: dt.datetime | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = _UNSET,
+        **options: Any,
+    ) -> Retry:
         """End this run and schedule another (same id, ``retries + 1``).
 
         :param exc: the exception that caused the retry (raised instead if
@@ -629,12 +723,16 @@ class Task(Generic[P, R]):
             if exc is not None:
                 raise exc
             raise MaxRetriesExceededError(
-                f"can't retry {self.name}[{req.id}]: max_retries={limit} reached")
+                f"can't retry {self.name}[{req.id}]: max_retries={limit} reached"
+            )
         if eta is not None:
             when: Any = _aware(eta, "eta")
         else:
-            when = self.default_retry_delay if countdown is None else _check_seconds(
-                countdown, "countdown", False)
+            when = (
+                self.default_retry_delay
+                if countdown is None
+                else _check_seconds(countdown, "countdown", False)
+            )
         retry = Retry(exc=exc, when=when)
         retry.args_override = args  # type: ignore[attr-defined]
         retry.kwargs_override = kwargs  # type: ignore[attr-defined]
@@ -642,8 +740,9 @@ class Task(Generic[P, R]):
             raise retry
         return retry
 
-    def update_state(self, task_id: str | None = None, state: str = states.PROGRESS,
-                     meta: Any = None) -> None:
+    def update_state(
+        self, task_id: str | None = None, state: str = states.PROGRESS, meta: Any = None
+    ) -> None:
         """Report progress of the running task: a custom ``state`` and its ``meta``.
 
         ``AsyncResult.state`` shows ``state`` and ``.info`` the meta until the
@@ -652,8 +751,10 @@ class Task(Generic[P, R]):
         from . import queue as task_queue
 
         if state in states.ALL_STATES and state != states.STARTED:
-            raise ValueError(f"update_state() takes a custom state such as 'PROGRESS', "
-                             f"not the built-in {state!r}")
+            raise ValueError(
+                f"update_state() takes a custom state such as 'PROGRESS', "
+                f"not the built-in {state!r}"
+            )
         req = self.request
         tid = task_id or req.id
         if tid is None:
@@ -661,15 +762,17 @@ class Task(Generic[P, R]):
         content_type, text = serialization.encode(meta, settings.RESULT_SERIALIZER)
         if req.is_eager and tid == req.id:
             return
-        task_queue.set_progress(str(tid), "" if state == states.STARTED else state,
-                                content_type, text)
+        task_queue.set_progress(
+            str(tid), "" if state == states.STARTED else state, content_type, text
+        )
 
     def countdown_for_retry(self, retries: int) -> float:
         """The delay before autoretry number ``retries + 1``."""
         if self.retry_backoff:
             factor = 1.0 if self.retry_backoff is True else float(self.retry_backoff)
-            return backoff_countdown(retries, factor, self.retry_backoff_max or 600,
-                                     self.retry_jitter)
+            return backoff_countdown(
+                retries, factor, self.retry_backoff_max or 600, self.retry_jitter
+            )
         return float(self.retry_kwargs.get("countdown", self.default_retry_delay))
 
 
@@ -718,7 +821,8 @@ def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     if unknown:
         raise ImproperlyConfiguredTask(
             f"unknown @task option(s): {', '.join(sorted(unknown))} "
-            f"(known: {', '.join(sorted(_OPTIONS))})")
+            f"(known: {', '.join(sorted(_OPTIONS))})"
+        )
 
     def decorate(func: Callable[..., Any]) -> Task[Any, Any]:
         if isinstance(func, Task):

@@ -58,11 +58,13 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The web server, the worker and beat share the file: WAL lets them read
     # while one writes, IMMEDIATE transactions avoid upgrade deadlocks, and a
     # generous timeout waits out the writer instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({
-        "timeout": 20,
-        "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    })
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True

@@ -53,8 +53,12 @@ def default_hostname() -> str:
 
 def expand_hostname(pattern: str) -> str:
     host = socket.gethostname()
-    return (pattern.replace("%h", host).replace("%n", host.split(".")[0])
-            .replace("%p", str(os.getpid())).replace("%i", str(os.getpid())))
+    return (
+        pattern.replace("%h", host)
+        .replace("%n", host.split(".")[0])
+        .replace("%p", str(os.getpid()))
+        .replace("%i", str(os.getpid()))
+    )
 
 
 @dataclass
@@ -80,9 +84,14 @@ class Worker:
         self.options = options
         self.name = options.hostname
         self.now = clock
-        extra = ({"max_tasks_per_child": options.max_tasks_per_child,
-                  "max_memory_per_child": options.max_memory_per_child}
-                 if options.pool == "prefork" else {})
+        extra = (
+            {
+                "max_tasks_per_child": options.max_tasks_per_child,
+                "max_memory_per_child": options.max_memory_per_child,
+            }
+            if options.pool == "prefork"
+            else {}
+        )
         self.pool: Pool = POOLS[options.pool](options.concurrency, self.name, **extra)
         self.queues: list[str] = list(options.queues)
         self.paused: set[str] = set()
@@ -195,8 +204,11 @@ class Worker:
         # WorkerLostError.
         back = queue.requeue_running(self.name, skipped)
         if back:
-            logger.warning("re-queued %d task(s) an earlier write had already marked STARTED "
-                           "(its reply was lost); they never ran here", back)
+            logger.warning(
+                "re-queued %d task(s) an earlier write had already marked STARTED "
+                "(its reply was lost); they never ran here",
+                back,
+            )
         for c in skipped:
             if back:
                 logger.info("%s[%s] was not started here (revoked, or re-queued)", c.name, c.id)
@@ -216,8 +228,16 @@ class Worker:
             return
         exc = rebuild_exception(o.exc_type, o.exc_message)
         if isinstance(exc, exceptions.DjtasksError):
-            send(signals.task_failure, sender=task, task_id=o.task_id, exception=exc,
-                 args=[], kwargs={}, traceback=None, einfo="")
+            send(
+                signals.task_failure,
+                sender=task,
+                task_id=o.task_id,
+                exception=exc,
+                args=[],
+                kwargs={},
+                traceback=None,
+                einfo="",
+            )
 
     def claim(self) -> None:
         running = len(self.pool.running())
@@ -235,14 +255,22 @@ class Worker:
         self._queues_empty = len(claimed) < limit
         if self.limits and len(claimed) < limit:
             limited, self._rate_wake = queue.claim_limited(
-                self.name, queues, limit - len(claimed), now, self.options.lease_seconds,
-                self.limits)
+                self.name,
+                queues,
+                limit - len(claimed),
+                now,
+                self.options.lease_seconds,
+                self.limits,
+            )
             claimed.extend(limited)
             self._limited_waiting = self._rate_wake is not None
         for c in claimed:
             if c.name in registry:
-                send(signals.task_received, sender=registry.get(c.name),
-                     request=_request(c, self.name))
+                send(
+                    signals.task_received,
+                    sender=registry.get(c.name),
+                    request=_request(c, self.name),
+                )
         self.buffer.extend(claimed)
 
     def _take_startable(self) -> list[queue.Claimed]:
@@ -262,8 +290,7 @@ class Worker:
         jobs = take() if take else []
         if jobs:
             n = queue.requeue_running(self.name, [j.claimed for j in jobs])
-            logger.warning("re-queued %d task(s) of a lost child (not started, or acks_late)",
-                           n)
+            logger.warning("re-queued %d task(s) of a lost child (not started, or acks_late)", n)
 
     def wait(self) -> None:
         """Sleep until something can be done: an outcome, a wake-up, a signal, a poll."""
@@ -310,14 +337,20 @@ class Worker:
         if mono >= self._next_prune and settings.RESULT_EXPIRES:
             pruned = queue.prune_expired(self.now(), settings.RESULT_EXPIRES)
             if pruned:
-                logger.info("deleted %d finished task(s) older than DJTASKS_RESULT_EXPIRES "
-                            "(%ss)", pruned, settings.RESULT_EXPIRES)
+                logger.info(
+                    "deleted %d finished task(s) older than DJTASKS_RESULT_EXPIRES (%ss)",
+                    pruned,
+                    settings.RESULT_EXPIRES,
+                )
             self._next_prune = mono + PRUNE_INTERVAL
         if mono >= self._next_rescue:
             rescued = queue.rescue_expired(self.now())
             if rescued.requeued or rescued.lost:
-                logger.warning("recovered tasks of stopped workers: %d re-queued, %d failed "
-                               "(WorkerLostError)", rescued.requeued, rescued.lost)
+                logger.warning(
+                    "recovered tasks of stopped workers: %d re-queued, %d failed (WorkerLostError)",
+                    rescued.requeued,
+                    rescued.lost,
+                )
             self._next_rescue = mono + max(1.0, self.options.lease_seconds / 2)
 
     def autoscale(self, mono: float) -> None:
@@ -343,16 +376,23 @@ class Worker:
         queues, and per task name rate limits and time limits."""
         self.paused = queue.paused_queues()
         types = queue.task_types()
-        self.overrides = {name: (t.soft_time_limit, t.time_limit) for name, t in types.items()
-                          if t.soft_time_limit is not None or t.time_limit is not None}
+        self.overrides = {
+            name: (t.soft_time_limit, t.time_limit)
+            for name, t in types.items()
+            if t.soft_time_limit is not None or t.time_limit is not None
+        }
         limits: dict[str, queue.Limit] = {}
         for name in registry.names():
             task = registry.get(name)
-            rate = types[name].rate_limit if name in types and types[name].rate_limit \
+            rate = (
+                types[name].rate_limit
+                if name in types and types[name].rate_limit
                 else task.rate_limit
+            )
             if rate or task.concurrency_limit:
-                limits[name] = queue.Limit(queue.parse_rate(rate) if rate else None,
-                                           task.concurrency_limit)
+                limits[name] = queue.Limit(
+                    queue.parse_rate(rate) if rate else None, task.concurrency_limit
+                )
         self.limits = limits
 
     def heartbeat(self) -> None:
@@ -360,24 +400,33 @@ class Worker:
         if self.options.pool != "solo":
             queue.renew_leases(self.name, now, self.options.lease_seconds, self.held_ids())
         queue.worker_heartbeat(
-            self.name, now, self.processed, hostname=socket.gethostname(), pid=os.getpid(),
-            queues=list(self.queues), concurrency=self.pool.concurrency,
-            pool=self.options.pool)
+            self.name,
+            now,
+            self.processed,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=list(self.queues),
+            concurrency=self.pool.concurrency,
+            pool=self.options.pool,
+        )
 
     def held_ids(self) -> list[str]:
         """The rows this process knows it holds: claimed, running, or with an
         outcome still to write. Only their leases are renewed."""
-        return ([c.id for c in list(self.buffer)] + [j.claimed.id for j in self.pool.running()]
-                + [o.task_id for o in list(self.pending)])
+        return (
+            [c.id for c in list(self.buffer)]
+            + [j.claimed.id for j in self.pool.running()]
+            + [o.task_id for o in list(self.pending)]
+        )
 
     def _control_poll(self) -> float:
-        woken = (self.listener is not None and bool(self.listener.waitables())
-                 and self.pool.free() > 0)
+        woken = (
+            self.listener is not None and bool(self.listener.waitables()) and self.pool.free() > 0
+        )
         return CONTROL_POLL if woken else CONTROL_POLL_UNWOKEN
 
     def _until_side_duties(self) -> float:
-        return min(self._next_heartbeat, self._next_rescue,
-                   self._next_control) - time.monotonic()
+        return min(self._next_heartbeat, self._next_rescue, self._next_control) - time.monotonic()
 
     def _start_renewer(self) -> threading.Event:
         # The solo pool runs tasks on this thread; a small thread keeps the
@@ -411,8 +460,9 @@ class Worker:
         task = registry._tasks.get(c.name)
         # A row written by hand may hold any JSON as headers (the executor fails it).
         limits = c.headers.get("timelimit") if isinstance(c.headers, dict) else None
-        soft, hard = limits if isinstance(limits, list | tuple) and len(limits) == 2 else (
-            None, None)
+        soft, hard = (
+            limits if isinstance(limits, list | tuple) and len(limits) == 2 else (None, None)
+        )
         override = self.overrides.get(c.name)
         if soft is None:
             soft = (override and override[0]) or (task.soft_time_limit if task else None)
@@ -464,10 +514,15 @@ class Worker:
 
     def stats(self) -> dict[str, Any]:
         return {
-            "hostname": self.name, "pid": os.getpid(), "pool": self.options.pool,
-            "concurrency": self.pool.concurrency, "queues": list(self.queues),
-            "paused": sorted(self.paused), "processed": self.processed,
-            "running": len(self.pool.running()), "reserved": len(self.buffer),
+            "hostname": self.name,
+            "pid": os.getpid(),
+            "pool": self.options.pool,
+            "concurrency": self.pool.concurrency,
+            "queues": list(self.queues),
+            "paused": sorted(self.paused),
+            "processed": self.processed,
+            "running": len(self.pool.running()),
+            "reserved": len(self.buffer),
             "uptime": round(time.time() - self.started_at, 1),
             "prefetch_multiplier": self.options.prefetch_multiplier,
         }
@@ -479,20 +534,31 @@ class Worker:
         return [_describe(c) for c in self.buffer]
 
     def _revoke_expired(self, c: queue.Claimed) -> None:
-        revoked = queue.revoke([c.id], "expired before it could start", self.now(),
-                               attempt=c.attempt)
+        revoked = queue.revoke(
+            [c.id], "expired before it could start", self.now(), attempt=c.attempt
+        )
         if revoked:
             logger.info("%s[%s] REVOKED (expired)", c.name, c.id)
             task = registry._tasks.get(c.name)
-            send(signals.task_revoked, sender=task, request=_request(c, self.name),
-                 terminated=False, signum=None,
-                                      expired=True)
+            send(
+                signals.task_revoked,
+                sender=task,
+                request=_request(c, self.name),
+                terminated=False,
+                signum=None,
+                expired=True,
+            )
 
     def _check_stop_conditions(self) -> None:
         if self.options.max_tasks is not None and self.processed >= self.options.max_tasks:
             self.begin_warm_shutdown("processed max_tasks")
-        elif (self.options.burst and self._queues_empty and not self.buffer
-              and not self.pool.running() and not self._limited_waiting):
+        elif (
+            self.options.burst
+            and self._queues_empty
+            and not self.buffer
+            and not self.pool.running()
+            and not self._limited_waiting
+        ):
             self.begin_warm_shutdown("queues empty (burst mode)")
 
     def _database_down(self, exc: BaseException) -> None:
@@ -526,8 +592,10 @@ class Worker:
         os.set_blocking(self._signal_w, False)
         os.set_blocking(self._signal_r, False)
         signal.set_wakeup_fd(self._signal_w)
-        self._saved_handlers = {sig: signal.signal(sig, self._on_signal)
-                                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)}
+        self._saved_handlers = {
+            sig: signal.signal(sig, self._on_signal)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+        }
 
     def _restore_signals(self) -> None:
         signal.set_wakeup_fd(-1)
@@ -543,8 +611,9 @@ class Worker:
         except BlockingIOError:
             return
         for signum in data:
-            if signum == signal.SIGQUIT or (self.stopping and signum in
-                                            (signal.SIGTERM, signal.SIGINT)):
+            if signum == signal.SIGQUIT or (
+                self.stopping and signum in (signal.SIGTERM, signal.SIGINT)
+            ):
                 self.begin_cold_shutdown()
             elif signum in (signal.SIGTERM, signal.SIGINT):
                 self.begin_warm_shutdown(signal.Signals(signum).name)
@@ -553,8 +622,11 @@ class Worker:
         if self.stopping:
             return
         self.stopping = True
-        logger.warning("warm shutdown (%s): finishing %d running task(s); send the signal "
-                       "again to stop now", why, len(self.pool.running()))
+        logger.warning(
+            "warm shutdown (%s): finishing %d running task(s); send the signal again to stop now",
+            why,
+            len(self.pool.running()),
+        )
         self._release_buffer()
 
     def begin_cold_shutdown(self) -> None:
@@ -568,8 +640,12 @@ class Worker:
         try:
             n = queue.release(self.name, buffered)
         except _DB_ERRORS as exc:
-            logger.error("could not release %d claimed tasks (%s); their leases will "
-                         "expire and return them to the queue", len(buffered), exc)
+            logger.error(
+                "could not release %d claimed tasks (%s); their leases will "
+                "expire and return them to the queue",
+                len(buffered),
+                exc,
+            )
             return
         if n:
             logger.info("returned %d claimed task(s) to the queue", n)
@@ -584,16 +660,19 @@ class Worker:
             if job.claimed.acks_late:
                 unstarted.append(job)  # acks_late: run it again elsewhere
                 continue
-            outcomes.append(lost(job.claimed, queue.WORKER_LOST,
-                                 f"worker {self.name} was stopped (cold shutdown) while "
-                                 "running this task"))
+            outcomes.append(
+                lost(
+                    job.claimed,
+                    queue.WORKER_LOST,
+                    f"worker {self.name} was stopped (cold shutdown) while running this task",
+                )
+            )
         try:
             self.settle(outcomes, [])
             queue.requeue_running(self.name, [j.claimed for j in unstarted])
             queue.worker_stopped(self.name, self.now(), self.processed)
         except _DB_ERRORS as exc:
-            logger.error("could not record the final outcomes (%s); leases will recover "
-                         "them", exc)
+            logger.error("could not record the final outcomes (%s); leases will recover them", exc)
         if self.listener is not None:
             self.listener.close()
         signal.set_wakeup_fd(-1)
@@ -602,36 +681,73 @@ class Worker:
         logger.info("worker %s stopped after %d task(s)", self.name, self.processed)
 
 
-_POOL_FAILURES = frozenset({"djtasks.exceptions.WorkerLostError",
-                            "djtasks.exceptions.TimeLimitExceeded"})
+_POOL_FAILURES = frozenset(
+    {"djtasks.exceptions.WorkerLostError", "djtasks.exceptions.TimeLimitExceeded"}
+)
 
 
 def _request(c: queue.Claimed, hostname: str) -> Request:
     """What a parent-side signal receiver learns of a claimed task (its
     arguments are decoded only where it runs)."""
-    return Request(id=c.id, task=c.name, retries=c.retries, attempt=c.attempt, queue=c.queue,
-                   priority=c.priority, headers=c.headers, hostname=hostname,
-                   called_directly=False, ignore_result=c.ignore_result,
-                   parent_id=c.parent_id, root_id=c.root_id, group_id=c.group_id)
+    return Request(
+        id=c.id,
+        task=c.name,
+        retries=c.retries,
+        attempt=c.attempt,
+        queue=c.queue,
+        priority=c.priority,
+        headers=c.headers,
+        hostname=hostname,
+        called_directly=False,
+        ignore_result=c.ignore_result,
+        parent_id=c.parent_id,
+        root_id=c.root_id,
+        group_id=c.group_id,
+    )
 
 
 def _describe(c: queue.Claimed) -> dict[str, Any]:
-    return {"id": c.id, "name": c.name, "queue": c.queue, "priority": c.priority,
-            "retries": c.retries, "attempt": c.attempt}
+    return {
+        "id": c.id,
+        "name": c.name,
+        "queue": c.queue,
+        "priority": c.priority,
+        "retries": c.retries,
+        "attempt": c.attempt,
+    }
 
 
 def _log_outcome(o: queue.Outcome, worker: str = "") -> None:
     runtime = f"{o.runtime:.4f}s" if o.runtime is not None else "-"
     # For structured logs (djtasks.logging.JSONFormatter).
-    extra = {"task_id": o.task_id, "task_name": o.task_name, "state": o.state,
-             "runtime": o.runtime, "worker": worker}
+    extra = {
+        "task_id": o.task_id,
+        "task_name": o.task_name,
+        "state": o.state,
+        "runtime": o.runtime,
+        "worker": worker,
+    }
     if o.state == states.SUCCESS:
         logger.info("%s[%s] %s in %s", o.task_name, o.task_id, o.state, runtime, extra=extra)
     elif o.state == states.RETRY:
-        logger.warning("%s[%s] %s at %s after %s: %s", o.task_name, o.task_id, o.state,
-                       o.retry_eta.isoformat() if o.retry_eta else "?", runtime,
-                       o.exc_message or o.exc_type, extra=extra)
+        logger.warning(
+            "%s[%s] %s at %s after %s: %s",
+            o.task_name,
+            o.task_id,
+            o.state,
+            o.retry_eta.isoformat() if o.retry_eta else "?",
+            runtime,
+            o.exc_message or o.exc_type,
+            extra=extra,
+        )
     else:
-        logger.error("%s[%s] %s in %s: %s: %s", o.task_name, o.task_id, o.state, runtime,
-                     o.exc_type,
-                     o.exc_message, extra=extra)
+        logger.error(
+            "%s[%s] %s in %s: %s: %s",
+            o.task_name,
+            o.task_id,
+            o.state,
+            runtime,
+            o.exc_type,
+            o.exc_message,
+            extra=extra,
+        )

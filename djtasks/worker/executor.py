@@ -53,16 +53,20 @@ def send(signal: Any, **kwargs: Any) -> None:
     """Send a signal; a receiver that raises is logged, never breaks the task's outcome."""
     for receiver, result in signal.send_robust(**kwargs):
         if isinstance(result, Exception):
-            logger.error("signal receiver %r raised %s: %s", receiver,
-                         type(result).__name__, result, exc_info=result)
+            logger.error(
+                "signal receiver %r raised %s: %s",
+                receiver,
+                type(result).__name__,
+                result,
+                exc_info=result,
+            )
 
 
 def _run(task: Task, request: Request) -> Run:
     """Call the task function under ``request``, sending the task signals."""
     token = current_request.set(request)
     args, kwargs = request.args, request.kwargs
-    send(signals.task_prerun, sender=task, task_id=request.id, task=task,
-         args=args, kwargs=kwargs)
+    send(signals.task_prerun, sender=task, task_id=request.id, task=task, args=args, kwargs=kwargs)
     started = time.perf_counter()
     run: Run
     try:
@@ -72,8 +76,7 @@ def _run(task: Task, request: Request) -> Run:
             raise
         except task.autoretry_for as exc:  # type: ignore[misc]
             retry_kwargs = {k: v for k, v in task.retry_kwargs.items() if k != "countdown"}
-            task.retry(exc=exc, countdown=task.countdown_for_retry(request.retries),
-                       **retry_kwargs)
+            task.retry(exc=exc, countdown=task.countdown_for_retry(request.retries), **retry_kwargs)
             raise AssertionError("unreachable") from exc  # retry() always raises
         run = Run(states.SUCCESS, value=value)
     except Retry as retry:
@@ -81,20 +84,40 @@ def _run(task: Task, request: Request) -> Run:
         when = retry.when
         eta = when if isinstance(when, dt.datetime) else now + dt.timedelta(seconds=when or 0)
         cause = retry.exc if retry.exc is not None else retry
-        run = Run(states.RETRY, exc=cause, traceback=_format(cause), retry_eta=eta,
-                  retry_args=getattr(retry, "args_override", None),
-                  retry_kwargs=getattr(retry, "kwargs_override", None))
-        send(signals.task_retry, sender=task, request=request, reason=cause,
-             einfo=run.traceback)
+        run = Run(
+            states.RETRY,
+            exc=cause,
+            traceback=_format(cause),
+            retry_eta=eta,
+            retry_args=getattr(retry, "args_override", None),
+            retry_kwargs=getattr(retry, "kwargs_override", None),
+        )
+        send(signals.task_retry, sender=task, request=request, reason=cause, einfo=run.traceback)
     except BaseException as exc:  # a task may raise anything, even SystemExit
         run = Run(states.FAILURE, exc=exc, traceback=_format(exc))
-        send(signals.task_failure, sender=task, task_id=request.id, exception=exc, args=args,
-             kwargs=kwargs, traceback=exc.__traceback__, einfo=run.traceback)
+        send(
+            signals.task_failure,
+            sender=task,
+            task_id=request.id,
+            exception=exc,
+            args=args,
+            kwargs=kwargs,
+            traceback=exc.__traceback__,
+            einfo=run.traceback,
+        )
     finally:
         current_request.reset(token)
     run.runtime = time.perf_counter() - started
-    send(signals.task_postrun, sender=task, task_id=request.id, task=task, args=args,
-         kwargs=kwargs, retval=run.value if run.exc is None else run.exc, state=run.state)
+    send(
+        signals.task_postrun,
+        sender=task,
+        task_id=request.id,
+        task=task,
+        args=args,
+        kwargs=kwargs,
+        retval=run.value if run.exc is None else run.exc,
+        state=run.state,
+    )
     return run
 
 
@@ -106,9 +129,17 @@ def run_eagerly(task: Task, task_id: str, args: list[Any], kwargs: dict[str, Any
     """Run ``task`` in this process, retrying at once as a worker would later."""
     retries = 0
     while True:
-        request = Request(id=task_id, task=task.name, args=args, kwargs=kwargs,
-                          retries=retries, attempt=retries + 1, is_eager=True,
-                          called_directly=False, hostname="eager")
+        request = Request(
+            id=task_id,
+            task=task.name,
+            args=args,
+            kwargs=kwargs,
+            retries=retries,
+            attempt=retries + 1,
+            is_eager=True,
+            called_directly=False,
+            hostname="eager",
+        )
         run = _run(task, request)
         if run.state != states.RETRY:
             break
@@ -143,15 +174,25 @@ def execute(claimed: Claimed, hostname: str) -> Outcome:
 
 
 def _execute(claimed: Claimed, hostname: str) -> Outcome:
-    def failure(exc_type: str, message: str, trace: str = "",
-                runtime: float | None = None) -> Outcome:
-        return Outcome(claimed.id, claimed.attempt, states.FAILURE, timezone.now(),
-                       runtime=runtime, exc_type=exc_type, exc_message=message,
-                       traceback=trace)
+    def failure(
+        exc_type: str, message: str, trace: str = "", runtime: float | None = None
+    ) -> Outcome:
+        return Outcome(
+            claimed.id,
+            claimed.attempt,
+            states.FAILURE,
+            timezone.now(),
+            runtime=runtime,
+            exc_type=exc_type,
+            exc_message=message,
+            traceback=trace,
+        )
 
     if not isinstance(claimed.headers, dict):
-        return failure("djtasks.exceptions.DecodeError",
-                       f"the headers are not a JSON object: {claimed.headers!r}"[:1000])
+        return failure(
+            "djtasks.exceptions.DecodeError",
+            f"the headers are not a JSON object: {claimed.headers!r}"[:1000],
+        )
     if django_tasks.is_django_task(claimed):
         # Enqueued through django.tasks (djtasks.backends.DatabaseBackend): the
         # backend loads the task by its own rules, never through the registry.
@@ -164,18 +205,37 @@ def _execute(claimed: Claimed, hostname: str) -> Outcome:
     try:
         # Verifies the signature (task name, content type, payload) before
         # anything is decoded; refused rows never run.
-        args, kwargs = serialization.decode_arguments(claimed.content_type, claimed.payload,
-                                                      task_name=claimed.name)
+        args, kwargs = serialization.decode_arguments(
+            claimed.content_type, claimed.payload, task_name=claimed.name
+        )
     except DecodeError as exc:
-        send(signals.task_failure, sender=task, task_id=claimed.id, exception=exc, args=[],
-             kwargs={}, traceback=None, einfo="")
+        send(
+            signals.task_failure,
+            sender=task,
+            task_id=claimed.id,
+            exception=exc,
+            args=[],
+            kwargs={},
+            traceback=None,
+            einfo="",
+        )
         return failure(type_name(exc), f"cannot decode the arguments: {exc}")
     request = Request(
-        id=claimed.id, task=task.name, args=args, kwargs=kwargs, retries=claimed.retries,
-        attempt=claimed.attempt, queue=claimed.queue, priority=claimed.priority,
-        headers=claimed.headers, hostname=hostname, called_directly=False,
-        ignore_result=claimed.ignore_result, parent_id=claimed.parent_id,
-        root_id=claimed.root_id, group_id=claimed.group_id,
+        id=claimed.id,
+        task=task.name,
+        args=args,
+        kwargs=kwargs,
+        retries=claimed.retries,
+        attempt=claimed.attempt,
+        queue=claimed.queue,
+        priority=claimed.priority,
+        headers=claimed.headers,
+        hostname=hostname,
+        called_directly=False,
+        ignore_result=claimed.ignore_result,
+        parent_id=claimed.parent_id,
+        root_id=claimed.root_id,
+        group_id=claimed.group_id,
     )
     run = _run(task, request)
     done = timezone.now()
@@ -184,13 +244,20 @@ def _execute(claimed: Claimed, hostname: str) -> Outcome:
             outcome = Outcome(claimed.id, claimed.attempt, states.SUCCESS, done, run.runtime)
         else:
             try:
-                content_type, text = serialization.encode(run.value,
-                                                          settings.RESULT_SERIALIZER)
+                content_type, text = serialization.encode(run.value, settings.RESULT_SERIALIZER)
             except Exception as exc:
-                return failure(type_name(exc), f"the return value cannot be stored: {exc}",
-                               runtime=run.runtime)
-            outcome = Outcome(claimed.id, claimed.attempt, states.SUCCESS, done, run.runtime,
-                              result=text, result_content_type=content_type)
+                return failure(
+                    type_name(exc), f"the return value cannot be stored: {exc}", runtime=run.runtime
+                )
+            outcome = Outcome(
+                claimed.id,
+                claimed.attempt,
+                states.SUCCESS,
+                done,
+                run.runtime,
+                result=text,
+                result_content_type=content_type,
+            )
         outcome.__dict__["_value"] = run.value  # for the workflow; never pickled
         send(signals.task_success, sender=task, result=run.value)
         return outcome
@@ -203,27 +270,51 @@ def _execute(claimed: Claimed, hostname: str) -> Outcome:
             try:
                 # The row keeps its content type: encode (and sign) to match it.
                 new_payload = serialization.reencode_arguments(
-                    task.name, claimed.content_type,
+                    task.name,
+                    claimed.content_type,
                     run.retry_args if run.retry_args is not None else args,
-                    run.retry_kwargs if run.retry_kwargs is not None else kwargs)
+                    run.retry_kwargs if run.retry_kwargs is not None else kwargs,
+                )
             except Exception as enc_exc:
-                return failure(type_name(enc_exc), f"retry arguments cannot be stored: {enc_exc}",
-                               runtime=run.runtime)
-        return Outcome(claimed.id, claimed.attempt, states.RETRY, done, run.runtime,
-                       exc_type=type_name(exc), exc_message=_message(exc),
-                       traceback=run.traceback, retry_eta=run.retry_eta,
-                       new_payload=new_payload)
+                return failure(
+                    type_name(enc_exc),
+                    f"retry arguments cannot be stored: {enc_exc}",
+                    runtime=run.runtime,
+                )
+        return Outcome(
+            claimed.id,
+            claimed.attempt,
+            states.RETRY,
+            done,
+            run.runtime,
+            exc_type=type_name(exc),
+            exc_message=_message(exc),
+            traceback=run.traceback,
+            retry_eta=run.retry_eta,
+            new_payload=new_payload,
+        )
     if isinstance(exc, Reject):
         logger.info("task %s[%s] rejected itself: %s", task.name, claimed.id, exc)
-    outcome = Outcome(claimed.id, claimed.attempt, states.FAILURE, done, run.runtime,
-                      exc_type=type_name(exc), exc_message=_message(exc),
-                      traceback=run.traceback)
+    outcome = Outcome(
+        claimed.id,
+        claimed.attempt,
+        states.FAILURE,
+        done,
+        run.runtime,
+        exc_type=type_name(exc),
+        exc_message=_message(exc),
+        traceback=run.traceback,
+    )
     outcome.__dict__["_failure"] = (request, exc, run.traceback)  # for errbacks; never pickled
     return outcome
 
 
-def _plan_workflow(claimed: Claimed, outcome: Outcome, value: Any,
-                   failure: tuple[Request, BaseException, str] | None = None) -> None:
+def _plan_workflow(
+    claimed: Claimed,
+    outcome: Outcome,
+    value: Any,
+    failure: tuple[Request, BaseException, str] | None = None,
+) -> None:
     """Attach what comes next in a workflow to the outcome, to be written with it.
 
     Celery-style error callbacks (``(request, exc, traceback)``) are called
@@ -238,12 +329,14 @@ def _plan_workflow(claimed: Claimed, outcome: Outcome, value: Any,
     try:
         if outcome.state == states.SUCCESS:
             if headers.get("chain") or headers.get("link"):
-                outcome.followups = canvas.after_success(headers, claimed.id, claimed.root_id,
-                                                         value)
+                outcome.followups = canvas.after_success(
+                    headers, claimed.id, claimed.root_id, value
+                )
         elif headers.get("chain") or headers.get("link_error"):
             reason = f"{outcome.exc_type.rpartition('.')[2]}: {outcome.exc_message}"
             outcome.followups, outcome.skipped = canvas.after_failure(
-                headers, claimed.id, claimed.root_id, reason)
+                headers, claimed.id, claimed.root_id, reason
+            )
             if failure is not None and headers.get("link_error"):
                 canvas.call_errbacks_in_process(headers, *failure)
     except Exception as exc:
@@ -255,8 +348,11 @@ def _plan_workflow(claimed: Claimed, outcome: Outcome, value: Any,
         outcome.traceback += f"\n[djtasks] the next workflow steps could not be built: {exc}"
         try:
             outcome.skipped = canvas.not_run(
-                headers, claimed.id, claimed.root_id,
-                f"not run: the workflow could not go on after {claimed.id}: {exc}")
+                headers,
+                claimed.id,
+                claimed.root_id,
+                f"not run: the workflow could not go on after {claimed.id}: {exc}",
+            )
         except Exception:
             outcome.skipped = []
 

@@ -39,13 +39,18 @@ class FailureMailer:
             return
         self._last_sent[name] = now
         skipped = self._suppressed.pop(name, 0)
-        body = (f"Task {name}[{o.task_id}] failed on worker {self.worker_name}.\n\n"
-                f"{o.exc_type}: {o.exc_message}\n\n{o.traceback}")
+        body = (
+            f"Task {name}[{o.task_id}] failed on worker {self.worker_name}.\n\n"
+            f"{o.exc_type}: {o.exc_message}\n\n{o.traceback}"
+        )
         if skipped:
-            body += (f"\n({skipped} more failure(s) of {name} were not mailed in the last "
-                     f"{settings.FAILURE_EMAIL_INTERVAL:g}s.)\n")
+            body += (
+                f"\n({skipped} more failure(s) of {name} were not mailed in the last "
+                f"{settings.FAILURE_EMAIL_INTERVAL:g}s.)\n"
+            )
         try:
-            mail_admins(f"Task {name} failed: {o.exc_type.rpartition('.')[2]}", body,
-                        fail_silently=False)
+            mail_admins(
+                f"Task {name} failed: {o.exc_type.rpartition('.')[2]}", body, fail_silently=False
+            )
         except Exception as exc:  # mail trouble must never stop the worker
             logger.warning("could not mail the failure of %s[%s]: %s", name, o.task_id, exc)

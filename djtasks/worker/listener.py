@@ -61,7 +61,9 @@ class Listener:
                     "LISTEN gets no notifications through this connection (is it behind "
                     "PgBouncer in transaction mode?): the worker polls every %ss. Set "
                     "DJTASKS_LISTEN_DATABASE_URL to a direct connection for instant "
-                    "wake-ups.", settings.POLL_INTERVAL)
+                    "wake-ups.",
+                    settings.POLL_INTERVAL,
+                )
                 self.close()
         except Exception as exc:
             logger.warning("LISTEN connection failed (%s); polling until it is back", exc)

@@ -50,8 +50,15 @@ class Job:
 
 
 def lost(claimed: Claimed, exc_type: str, message: str) -> Outcome:
-    return Outcome(claimed.id, claimed.attempt, states.FAILURE, timezone.now(),
-                   exc_type=exc_type, exc_message=message, task_name=claimed.name)
+    return Outcome(
+        claimed.id,
+        claimed.attempt,
+        states.FAILURE,
+        timezone.now(),
+        exc_type=exc_type,
+        exc_message=message,
+        task_name=claimed.name,
+    )
 
 
 class Pool:
@@ -62,19 +69,34 @@ class Pool:
         self.hostname = hostname
 
     def start(self) -> None: ...
-    def free(self) -> int: raise NotImplementedError
-    def submit(self, job: Job) -> None: raise NotImplementedError
-    def waitables(self) -> list[Any]: return []
-    def collect(self) -> list[Outcome]: raise NotImplementedError
-    def running(self) -> list[Job]: raise NotImplementedError
-    def check_limits(self) -> list[Outcome]: return []
+    def free(self) -> int:
+        raise NotImplementedError
+
+    def submit(self, job: Job) -> None:
+        raise NotImplementedError
+
+    def waitables(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Outcome]:
+        raise NotImplementedError
+
+    def running(self) -> list[Job]:
+        raise NotImplementedError
+
+    def check_limits(self) -> list[Outcome]:
+        return []
+
     def grow(self, n: int) -> None:
         raise NotImplementedError(f"the {self.name} pool cannot grow")
+
     def shrink(self, n: int) -> None:
         raise NotImplementedError(f"the {self.name} pool cannot shrink")
+
     def terminate(self, task_id: str) -> Outcome | None:
         """Stop the task ``task_id`` now if it runs here; return its outcome."""
         return None
+
     def stop(self, cold: bool = False) -> tuple[list[Job], list[Job]]:
         """Stop the pool. Cold: return the jobs cut off while running, and the
         jobs handed over that never started."""
@@ -87,6 +109,7 @@ DEPTH = 2
 
 
 # -- solo ------------------------------------------------------------------------
+
 
 class SoloPool(Pool):
     name = "solo"
@@ -117,6 +140,7 @@ class SoloPool(Pool):
 
 # -- threads -------------------------------------------------------------------
 
+
 class ThreadPool(Pool):
     name = "threads"
 
@@ -138,8 +162,9 @@ class ThreadPool(Pool):
 
     def _add_threads(self, n: int) -> None:
         for _ in range(n):
-            t = threading.Thread(target=self._loop, name=f"djtasks-{len(self._threads)}",
-                                 daemon=True)
+            t = threading.Thread(
+                target=self._loop, name=f"djtasks-{len(self._threads)}", daemon=True
+            )
             t.start()
             self._threads.append(t)
 
@@ -163,12 +188,17 @@ class ThreadPool(Pool):
         with self._lock:
             for task_id, (ident, started) in self._started.items():
                 job = self._jobs.get(task_id)
-                if (job is None or not job.soft_time_limit or task_id in self._soft_fired
-                        or now - started < job.soft_time_limit):
+                if (
+                    job is None
+                    or not job.soft_time_limit
+                    or task_id in self._soft_fired
+                    or now - started < job.soft_time_limit
+                ):
                     continue
                 self._soft_fired.add(task_id)
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(ident), ctypes.py_object(SoftTimeLimitExceeded))
+                    ctypes.c_ulong(ident), ctypes.py_object(SoftTimeLimitExceeded)
+                )
         return []
 
     def _loop(self) -> None:
@@ -275,8 +305,9 @@ def _rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
 
-def _child_main(pipe: Connection, hostname: str, max_tasks: int | None,
-                max_memory_kib: int | None = None) -> None:
+def _child_main(
+    pipe: Connection, hostname: str, max_tasks: int | None, max_memory_kib: int | None = None
+) -> None:
     _child_setup()
     signal.signal(signal.SIGALRM, _on_soft_limit)
     done = 0
@@ -296,8 +327,12 @@ def _child_main(pipe: Connection, hostname: str, max_tasks: int | None,
         done += 1
         over_memory = bool(max_memory_kib and _rss_kib() > max_memory_kib)
         if over_memory:
-            logger.warning("child %s uses %d KiB > --max-memory-per-child %d KiB; replacing it",
-                           os.getpid(), _rss_kib(), max_memory_kib)
+            logger.warning(
+                "child %s uses %d KiB > --max-memory-per-child %d KiB; replacing it",
+                os.getpid(),
+                _rss_kib(),
+                max_memory_kib,
+            )
         leaving = over_memory or bool(max_tasks and done >= max_tasks)
         # Said with the outcome, so the parent hands this child nothing more.
         pipe.send((outcome, leaving))
@@ -320,9 +355,13 @@ class _Child:
 class PreforkPool(Pool):
     name = "prefork"
 
-    def __init__(self, concurrency: int, hostname: str,
-                 max_tasks_per_child: int | None = None,
-                 max_memory_per_child: int | None = None) -> None:
+    def __init__(
+        self,
+        concurrency: int,
+        hostname: str,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
+    ) -> None:
         super().__init__(concurrency, hostname)
         self.max_tasks_per_child = max_tasks_per_child
         self.max_memory_per_child = max_memory_per_child
@@ -339,7 +378,9 @@ class PreforkPool(Pool):
         process = self._ctx.Process(
             target=_child_main,
             args=(child_end, self.hostname, self.max_tasks_per_child, self.max_memory_per_child),
-            name="djtasks-child", daemon=True)
+            name="djtasks-child",
+            daemon=True,
+        )
         process.start()
         child_end.close()
         return _Child(process, parent_end)
@@ -351,9 +392,14 @@ class PreforkPool(Pool):
     def _open(self) -> list[_Child]:
         # A child that has been given its last task before --max-tasks-per-child
         # exits after it: a job sent to it then would never run.
-        return [c for c in self._children if not c.retiring and not c.leaving
-                and c.process.is_alive()
-                and not (self.max_tasks_per_child and c.given >= self.max_tasks_per_child)]
+        return [
+            c
+            for c in self._children
+            if not c.retiring
+            and not c.leaving
+            and c.process.is_alive()
+            and not (self.max_tasks_per_child and c.given >= self.max_tasks_per_child)
+        ]
 
     def free(self) -> int:
         depth = self._depth()
@@ -382,28 +428,38 @@ class PreforkPool(Pool):
         for i, child in enumerate(self._children):
             if child.jobs and child.jobs[0].claimed.id == task_id:
                 job = child.jobs[0]
-                logger.warning("terminating %s[%s] (child %s)", job.claimed.name, task_id,
-                               child.process.pid)
+                logger.warning(
+                    "terminating %s[%s] (child %s)", job.claimed.name, task_id, child.process.pid
+                )
                 child.process.kill()
                 out: list[Outcome] = []
                 self._children[i] = self._replace(child, out, reason="terminated")
                 self._children = [c for c in self._children if c is not None]
-                return Outcome(task_id, job.claimed.attempt, states.REVOKED, timezone.now(),
-                               exc_type="djtasks.exceptions.TaskRevokedError",
-                               exc_message="terminated while running (revoke --terminate)",
-                               task_name=job.claimed.name)
+                return Outcome(
+                    task_id,
+                    job.claimed.attempt,
+                    states.REVOKED,
+                    timezone.now(),
+                    exc_type="djtasks.exceptions.TaskRevokedError",
+                    exc_message="terminated while running (revoke --terminate)",
+                    task_name=job.claimed.name,
+                )
         return None
 
     def submit(self, job: Job) -> None:
         depth = self._depth()
-        child = min((c for c in self._open() if len(c.jobs) < depth),
-                    key=lambda c: len(c.jobs), default=None)
+        child = min(
+            (c for c in self._open() if len(c.jobs) < depth),
+            key=lambda c: len(c.jobs),
+            default=None,
+        )
         if child is None:
             # The consumer saw a free slot, then marked the row STARTED, and the
             # child died in between: hand the job back to be re-queued, for a
             # raise here would leave the row STARTED with nobody running it.
-            logger.warning("no live child for %s[%s]; re-queueing it", job.claimed.name,
-                           job.claimed.id)
+            logger.warning(
+                "no live child for %s[%s]; re-queueing it", job.claimed.name, job.claimed.id
+            )
             self._unstarted.append(job)
             return
         if not child.jobs:
@@ -441,24 +497,37 @@ class PreforkPool(Pool):
         jobs, self._unstarted = self._unstarted, []
         return jobs
 
-    def _replace(self, child: _Child, done: list[Outcome],
-                 reason: str | None = None) -> _Child | None:
+    def _replace(
+        self, child: _Child, done: list[Outcome], reason: str | None = None
+    ) -> _Child | None:
         child.process.join()
         code = child.process.exitcode
         if child.jobs:
             running = child.jobs.popleft()
             if reason is None:
-                how = (f"signal {signal.Signals(-code).name}" if code is not None and code < 0
-                       else f"exit code {code}")
-                logger.error("child process %s died (%s) while running %s[%s]",
-                             child.process.pid, how, running.claimed.name, running.claimed.id)
+                how = (
+                    f"signal {signal.Signals(-code).name}"
+                    if code is not None and code < 0
+                    else f"exit code {code}"
+                )
+                logger.error(
+                    "child process %s died (%s) while running %s[%s]",
+                    child.process.pid,
+                    how,
+                    running.claimed.name,
+                    running.claimed.id,
+                )
                 c = running.claimed
                 if c.acks_late and c.attempt - c.retries < settings.MAX_REDELIVERIES:
                     self._unstarted.append(running)  # acks_late: deliver it again
                 else:
-                    done.append(lost(c, "djtasks.exceptions.WorkerLostError",
-                                     f"the worker's child process died ({how}) while "
-                                     "running this task"))
+                    done.append(
+                        lost(
+                            c,
+                            "djtasks.exceptions.WorkerLostError",
+                            f"the worker's child process died ({how}) while running this task",
+                        )
+                    )
             self._unstarted.extend(child.jobs)
         child.pipe.close()
         if child.retiring:
@@ -488,11 +557,21 @@ class PreforkPool(Pool):
                 child.started = now
             if not child.jobs or child.jobs[0] is not job:
                 continue
-            logger.error("task %s[%s] exceeded its time limit of %ss; killing child %s",
-                         job.claimed.name, job.claimed.id, job.time_limit, child.process.pid)
+            logger.error(
+                "task %s[%s] exceeded its time limit of %ss; killing child %s",
+                job.claimed.name,
+                job.claimed.id,
+                job.time_limit,
+                child.process.pid,
+            )
             child.process.kill()
-            out.append(lost(job.claimed, "djtasks.exceptions.TimeLimitExceeded",
-                            f"hard time limit ({job.time_limit}s) exceeded"))
+            out.append(
+                lost(
+                    job.claimed,
+                    "djtasks.exceptions.TimeLimitExceeded",
+                    f"hard time limit ({job.time_limit}s) exceeded",
+                )
+            )
             self._children[i] = self._replace(child, out, reason="time limit")
         self._children = [c for c in self._children if c is not None]
         return out

@@ -55,8 +55,11 @@ class RemoteControl:
         """Run every command for this worker not yet answered."""
         from ..models import ControlCommand
 
-        commands = list(ControlCommand.objects.using(queue.db_alias())
-                        .filter(expires_at__gt=Now()).order_by("created_at"))
+        commands = list(
+            ControlCommand.objects.using(queue.db_alias())
+            .filter(expires_at__gt=Now())
+            .order_by("created_at")
+        )
         current = {str(c.id) for c in commands}
         if self.seen is None:
             # Commands sent before this worker started are not for it.
@@ -89,7 +92,8 @@ class RemoteControl:
         logger.info("control: %s %s → %s", command.command, command.arguments or "", reply)
         try:
             ControlReply.objects.using(queue.db_alias()).create(
-                command=command, worker=self.worker.name, reply=reply)
+                command=command, worker=self.worker.name, reply=reply
+            )
         except IntegrityError:
             # Answered already (a second poll raced this one), or the sender
             # gave up and deleted the command meanwhile.
@@ -121,25 +125,38 @@ class RemoteControl:
         """
         from ..models import TaskRecord
 
-        rows = (TaskRecord.objects.using(queue.db_alias())
-                .filter(state__in=(states.PENDING, states.RETRY),
-                        queue__in=self.worker.queues, eta__gt=self.worker.now())
-                .order_by("eta", "id")
-                .values("id", "name", "queue", "priority", "state", "eta", "retries")
-                [:INSPECT_ROWS])
+        rows = (
+            TaskRecord.objects.using(queue.db_alias())
+            .filter(
+                state__in=(states.PENDING, states.RETRY),
+                queue__in=self.worker.queues,
+                eta__gt=self.worker.now(),
+            )
+            .order_by("eta", "id")
+            .values("id", "name", "queue", "priority", "state", "eta", "retries")[:INSPECT_ROWS]
+        )
         return [{**row, "id": str(row["id"]), "eta": row["eta"].isoformat()} for row in rows]
 
     def do_revoked(self) -> list[dict[str, Any]]:
         """The most recently revoked rows of this worker's queues."""
         from ..models import TaskRecord
 
-        rows = (TaskRecord.objects.using(queue.db_alias())
-                .filter(state=states.REVOKED, queue__in=self.worker.queues)
-                .order_by("-done_at", "-id")
-                .values("id", "name", "queue", "done_at", "exc_message")[:INSPECT_ROWS])
-        return [{"id": str(r["id"]), "name": r["name"], "queue": r["queue"],
-                 "revoked_at": r["done_at"].isoformat() if r["done_at"] else None,
-                 "reason": r["exc_message"]} for r in rows]
+        rows = (
+            TaskRecord.objects.using(queue.db_alias())
+            .filter(state=states.REVOKED, queue__in=self.worker.queues)
+            .order_by("-done_at", "-id")
+            .values("id", "name", "queue", "done_at", "exc_message")[:INSPECT_ROWS]
+        )
+        return [
+            {
+                "id": str(r["id"]),
+                "name": r["name"],
+                "queue": r["queue"],
+                "revoked_at": r["done_at"].isoformat() if r["done_at"] else None,
+                "reason": r["exc_message"],
+            }
+            for r in rows
+        ]
 
     # -- control ---------------------------------------------------------------
 
@@ -171,8 +188,9 @@ class RemoteControl:
         if queue not in self.worker.queues:
             return f"not consuming from {queue}"
         if not self.worker.remove_queue(queue):
-            raise ValueError(f"{queue} is this worker's only queue; add another before "
-                             "cancelling it")
+            raise ValueError(
+                f"{queue} is this worker's only queue; add another before cancelling it"
+            )
         return f"no longer consuming from {queue}"
 
     def do_rate_limit(self, task_name: str, rate: str = "") -> str:
@@ -182,18 +200,24 @@ class RemoteControl:
             return f"{task_name} is not registered here (the stored limit applies where it is)"
         task = registry.get(task_name)
         if task.rate_limit is None and task.concurrency_limit is None:
-            return (f"{task_name}: not under the cluster-wide limiter (it declares neither "
-                    "rate_limit nor concurrency_limit)")
+            return (
+                f"{task_name}: not under the cluster-wide limiter (it declares neither "
+                "rate_limit nor concurrency_limit)"
+            )
         limit = self.worker.limits.get(task_name)
         if limit is None or limit.rate is None:
             return f"{task_name}: no rate limit"
         stored = queue.task_types().get(task_name)
-        rate_now = (stored.rate_limit if stored is not None and stored.rate_limit
-                    else registry.get(task_name).rate_limit)
+        rate_now = (
+            stored.rate_limit
+            if stored is not None and stored.rate_limit
+            else registry.get(task_name).rate_limit
+        )
         return f"{task_name}: rate limit {rate_now} (cluster-wide)"
 
-    def do_time_limit(self, task_name: str, soft: float | None = None,
-                      hard: float | None = None) -> str:
+    def do_time_limit(
+        self, task_name: str, soft: float | None = None, hard: float | None = None
+    ) -> str:
         self.worker.refresh_runtime_state()
         if task_name not in registry:
             return f"{task_name} is not registered here (the stored limits apply where it is)"
@@ -204,8 +228,10 @@ class RemoteControl:
         note = ""
         if self.worker.options.pool != "prefork" and hard_now:
             note = f" (the {self.worker.options.pool} pool enforces the soft limit only)"
-        return (f"{task_name}: soft {_seconds(soft_now)}, hard {_seconds(hard_now)} for the "
-                f"next runs{note}")
+        return (
+            f"{task_name}: soft {_seconds(soft_now)}, hard {_seconds(hard_now)} for the "
+            f"next runs{note}"
+        )
 
     def do_revoke(self, task_ids: list[str], terminate: bool = False) -> dict[str, list[str]]:
         """Stop the listed tasks if they run here (``revoke --terminate``).
@@ -218,8 +244,10 @@ class RemoteControl:
         if not terminate:
             return {"terminated": [], "terminating": []}
         if self.worker.options.pool != "prefork":
-            raise ValueError(f"the {self.worker.options.pool} pool cannot terminate a "
-                             "running task (only prefork can)")
+            raise ValueError(
+                f"the {self.worker.options.pool} pool cannot terminate a "
+                "running task (only prefork can)"
+            )
         held = {j.claimed.id for j in self.worker.pool.running()}
         terminated = self._terminate(task_ids)
         terminating = [t for t in task_ids if t in held and t not in terminated]
@@ -235,9 +263,14 @@ class RemoteControl:
             if self.worker.terminate(task_id):
                 done.append(task_id)
                 claimed = running[task_id]
-                send(signals.task_revoked, sender=registry._tasks.get(claimed.name),
-                     request=_request(claimed, self.worker.name), terminated=True,
-                     signum=signal.SIGKILL, expired=False)
+                send(
+                    signals.task_revoked,
+                    sender=registry._tasks.get(claimed.name),
+                    request=_request(claimed, self.worker.name),
+                    terminated=True,
+                    signum=signal.SIGKILL,
+                    expired=False,
+                )
         # A dead child (killed just now, or lost) hands back the jobs queued
         # behind its task: those asked for end REVOKED without running, the
         # rest go back to the queue, as the worker would do with them next.
@@ -269,7 +302,8 @@ class RemoteControl:
             return f"not consuming from {queue}"
         released = self._release_paused()
         return f"stopped claiming from {queue}" + (
-            f"; returned {released} claimed task(s) to it" if released else "")
+            f"; returned {released} claimed task(s) to it" if released else ""
+        )
 
     def do_resume(self, queue: str) -> str:
         self.worker.refresh_runtime_state()
@@ -291,10 +325,15 @@ class RemoteControl:
 
 
 def _revoked_unstarted(claimed: queue.Claimed) -> queue.Outcome:
-    return queue.Outcome(claimed.id, claimed.attempt, states.REVOKED, timezone.now(),
-                         exc_type=queue.REVOKED_ERROR,
-                         exc_message="revoked before it started (revoke --terminate)",
-                         task_name=claimed.name)
+    return queue.Outcome(
+        claimed.id,
+        claimed.attempt,
+        states.REVOKED,
+        timezone.now(),
+        exc_type=queue.REVOKED_ERROR,
+        exc_message="revoked before it started (revoke --terminate)",
+        task_name=claimed.name,
+    )
 
 
 def _count(n: Any) -> int:

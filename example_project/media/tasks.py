@@ -33,8 +33,13 @@ def slow_report(self, steps: int = 10, delay: float = 0.3) -> str:
     return f"report with {steps} sections"
 
 
-@task(bind=True, autoretry_for=(TemporaryUpstreamError,), retry_backoff=1,
-      retry_backoff_max=8, max_retries=4)
+@task(
+    bind=True,
+    autoretry_for=(TemporaryUpstreamError,),
+    retry_backoff=1,
+    retry_backoff_max=8,
+    max_retries=4,
+)
 def fetch_exchange_rate(self, currency: str) -> float:
     """Call a flaky upstream: fails now and then and is retried with backoff."""
     if self.request.retries < 2 and random.random() < 0.7:  # noqa: S311 - a demo

@@ -143,8 +143,11 @@ def test_autoscale_grows_under_load_and_shrinks_when_idle(worker: Any) -> None:
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not os.environ.get("CI"), reason="restarts the PostgreSQL server: CI only "
-                    "(set CI=1 to run it here when nothing else uses the server)")
+@pytest.mark.skipif(
+    not os.environ.get("CI"),
+    reason="restarts the PostgreSQL server: CI only "
+    "(set CI=1 to run it here when nothing else uses the server)",
+)
 def test_a_postgresql_restart_under_load_loses_nothing(worker: Any) -> None:
     import subprocess
 
@@ -152,8 +155,11 @@ def test_a_postgresql_restart_under_load_loses_nothing(worker: Any) -> None:
     results = [tasks.record.delay(i) for i in range(300)]
     wait_until(lambda: Execution.objects.count() >= 20, 30)
     version = sorted(os.listdir("/etc/postgresql"))[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-                   check=True, timeout=120)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        check=True,
+        timeout=120,
+    )
     from django.db import connections
 
     connections.close_all()  # this process's own connection died too

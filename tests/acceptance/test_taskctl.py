@@ -44,8 +44,9 @@ def replies(*args: str) -> dict[str, Any]:
 def started(*workers: Any) -> None:
     """Wait for workers started with ``ready=False`` (their start-ups overlap)."""
     for w in workers:
-        wait_until(lambda w=w: w.row() is not None or not w.alive(), 30,
-                   message=f"{w.name} to start")
+        wait_until(
+            lambda w=w: w.row() is not None or not w.alive(), 30, message=f"{w.name} to start"
+        )
         assert w.alive(), w.log()
 
 
@@ -73,7 +74,8 @@ def oks(answer: dict[str, Any], *names: str) -> dict[str, Any]:
 
 
 def test_every_inspect_and_control_command_is_answered_by_two_workers(
-        worker: Any, manage_py: Any) -> None:
+    worker: Any, manage_py: Any
+) -> None:
     # Each worker also has a queue of its own, so each can be given a task.
     w1 = worker(ready=False, concurrency=1, queues=("default", "only1"))
     w2 = worker(ready=False, concurrency=1, queues=("default", "only2"))
@@ -101,8 +103,11 @@ def test_every_inspect_and_control_command_is_answered_by_two_workers(
     wait_until(lambda: Execution.objects.count() == 2, 15, message="both long tasks to start")
     with transaction.atomic():  # one claim takes all three
         more = [tasks.sleep.apply_async((30,), queue="only1").id for _ in range(3)]
-    wait_until(lambda: not TaskRecord.objects.filter(pk__in=more, state=states.PENDING)
-               .exists(), 10, message="w1 to claim the other three")
+    wait_until(
+        lambda: not TaskRecord.objects.filter(pk__in=more, state=states.PENDING).exists(),
+        10,
+        message="w1 to claim the other three",
+    )
     active = oks(replies("inspect", "active"), *names)
     reserved = oks(replies("inspect", "reserved"), *names)
     assert [t["id"] for t in active[w2.name]] == [long2]
@@ -157,16 +162,15 @@ def test_every_inspect_and_control_command_is_answered_by_two_workers(
     assert set(cancelled.values()) == {"no longer consuming from extra"}
     assert oks(replies("inspect", "stats"), *names)[w1.name]["queues"] == ["default", "only1"]
     assert oks(replies("control", "cancel_consumer", "only1", "-d", w1.name), w1.name) == {
-        w1.name: "no longer consuming from only1"}
-    out, _, error = run("control", "cancel_consumer", "default", "-d", w1.name,
-                        "--timeout", "5")
+        w1.name: "no longer consuming from only1"
+    }
+    out, _, error = run("control", "cancel_consumer", "default", "-d", w1.name, "--timeout", "5")
     assert error == "1 worker(s) could not do it"
     assert "default is this worker's only queue" in out
 
     # rate_limit: stored for the whole cluster; `add` is not under the
     # limiter, and the command says so.
-    out, err = taskctl("control", "rate_limit", "tests.testapp.tasks.add", "10/m",
-                       "--timeout", "5")
+    out, err = taskctl("control", "rate_limit", "tests.testapp.tasks.add", "10/m", "--timeout", "5")
     assert TaskType.objects.get(pk="tests.testapp.tasks.add").rate_limit == "10/m"
     assert "declared without rate_limit or concurrency_limit" in err
     assert out.count("tests.testapp.tasks.add: not under the cluster-wide limiter") == 2, out
@@ -226,16 +230,21 @@ def test_pause_gives_back_claimed_tasks_and_running_ones_finish(worker: Any) -> 
     with transaction.atomic():
         first = tasks.sleep.apply_async((1.5,), priority=10).id
         rest = [tasks.record.delay(i).id for i in range(5)]
-    wait_until(lambda: state_counts(rest).get(states.RECEIVED) == 2, 10,
-               message="the worker to claim two tasks it cannot start yet")
+    wait_until(
+        lambda: state_counts(rest).get(states.RECEIVED) == 2,
+        10,
+        message="the worker to claim two tasks it cannot start yet",
+    )
     out, _ = taskctl("pause", "default", "--timeout", "5")
     assert "Queue default paused." in out
-    assert f"-> {w.name}: stopped claiming from default; returned 2 claimed task(s) to it" \
-        in out
+    assert f"-> {w.name}: stopped claiming from default; returned 2 claimed task(s) to it" in out
     assert state_counts(rest) == {states.STARTED: 1, states.PENDING: 4}
     wait_until_finished([first], timeout=10)
-    wait_until(lambda: state_counts(rest) == {states.SUCCESS: 1, states.PENDING: 4}, 5,
-               message="the task queued in the child to run, the rest to wait")
+    wait_until(
+        lambda: state_counts(rest) == {states.SUCCESS: 1, states.PENDING: 4},
+        5,
+        message="the task queued in the child to run, the rest to wait",
+    )
     time.sleep(1.0)
     assert state_counts(rest) == {states.SUCCESS: 1, states.PENDING: 4}
     taskctl("resume", "default", "--timeout", "5")
@@ -245,15 +254,15 @@ def test_pause_gives_back_claimed_tasks_and_running_ones_finish(worker: Any) -> 
 def test_revoke_refuses_a_running_task_without_terminate(worker: Any) -> None:
     w = worker(concurrency=1)
     running = tasks.sleep.delay(30).id
-    wait_until(lambda: Execution.objects.filter(task_id=running).exists(), 10,
-               message="the task to start")
+    wait_until(
+        lambda: Execution.objects.filter(task_id=running).exists(), 10, message="the task to start"
+    )
     done = tasks.add.apply_async((1, 1), queue="nobody").id
     TaskRecord.objects.filter(pk=done).update(state=states.SUCCESS)
     err = io.StringIO()
     with pytest.raises(CommandError, match="2 of 2 task"):
         call_command("taskctl", "revoke", running, done, stdout=io.StringIO(), stderr=err)
-    assert f"{running}: not revoked: already started on {w.name}; add --terminate" \
-        in err.getvalue()
+    assert f"{running}: not revoked: already started on {w.name}; add --terminate" in err.getvalue()
     assert f"{done}: not revoked: already finished (SUCCESS)" in err.getvalue()
     assert TaskRecord.objects.get(pk=running).state == states.STARTED
     out, _ = taskctl("revoke", running, "--terminate", "--timeout", "5")
@@ -270,9 +279,9 @@ def test_the_threads_pool_cannot_terminate_and_solo_cannot_grow(worker: Any) -> 
     assert f"-> {solo.name}: ERROR: NotImplementedError: the solo pool cannot grow" in out
 
     running = tasks.sleep.apply_async((1,), queue="t").id
-    wait_until(lambda: Execution.objects.filter(task_id=running).exists(), 10,
-               message="the task to start")
+    wait_until(
+        lambda: Execution.objects.filter(task_id=running).exists(), 10, message="the task to start"
+    )
     _, err, error = run("revoke", running, "--terminate", "--timeout", "5")
     assert error == "1 of 1 task(s) could not be revoked"
-    assert f"{threads.name}: ValueError: the threads pool cannot terminate a running task" \
-        in err
+    assert f"{threads.name}: ValueError: the threads pool cannot terminate a running task" in err

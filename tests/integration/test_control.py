@@ -48,9 +48,17 @@ def fake_worker(name: str = "fake@test", **attrs: Any) -> Any:
 
 
 def worker_row(name: str, last_seen: dt.datetime, stopped_at: dt.datetime | None = None) -> None:
-    WorkerRow.objects.create(name=name, hostname="host", pid=1, queues=["default"],
-                             concurrency=2, pool="prefork", started_at=last_seen,
-                             last_seen=last_seen, stopped_at=stopped_at)
+    WorkerRow.objects.create(
+        name=name,
+        hostname="host",
+        pid=1,
+        queues=["default"],
+        concurrency=2,
+        pool="prefork",
+        started_at=last_seen,
+        last_seen=last_seen,
+        stopped_at=stopped_at,
+    )
 
 
 class Answering:
@@ -94,7 +102,8 @@ def test_a_worker_answers_each_command_once_and_ignores_older_ones() -> None:
     remote.poll()
     remote.poll()
     assert list(ControlReply.objects.values_list("worker", "reply")) == [
-        ("fake@test", {"ok": "pong"})]
+        ("fake@test", {"ok": "pong"})
+    ]
 
 
 @FAST
@@ -118,8 +127,12 @@ def test_unknown_commands_and_bad_arguments_get_an_error_reply() -> None:
     control.broadcast("pool_grow", {"n": "lots"}, timeout=0)
     control.broadcast("ping", {"unexpected": 1}, timeout=0)
     remote.poll()
-    errors = [r["error"] for r in ControlReply.objects.order_by("command__created_at")
-              .values_list("reply", flat=True)]
+    errors = [
+        r["error"]
+        for r in ControlReply.objects.order_by("command__created_at").values_list(
+            "reply", flat=True
+        )
+    ]
     assert errors[0] == "unknown command 'frobnicate'"
     assert errors[1] == "ValueError: n must be a whole number >= 1, not 'lots'"
     assert errors[2].startswith("TypeError:") and "unexpected" in errors[2]
@@ -130,8 +143,10 @@ def test_broadcast_collects_replies_and_returns_once_every_expected_worker_answe
         started = time.monotonic()
         replies = control.broadcast("ping", destination=["a@test", "b@test"], timeout=10)
         took = time.monotonic() - started
-    assert replies.replies == {"a@test": control.Reply("a@test", "pong"),
-                               "b@test": control.Reply("b@test", "pong")}
+    assert replies.replies == {
+        "a@test": control.Reply("a@test", "pong"),
+        "b@test": control.Reply("b@test", "pong"),
+    }
     assert replies.missing == [] and not replies.errors
     assert took < 2, took
     # Answered by everyone it was for: deleted, with its replies.
@@ -155,8 +170,9 @@ def test_broadcast_expects_the_online_workers_and_names_the_silent_ones() -> Non
 
 @FAST
 def test_expired_commands_are_deleted_by_the_next_sender() -> None:
-    old = ControlCommand.objects.create(command="ping",
-                                        expires_at=timezone.now() - dt.timedelta(seconds=1))
+    old = ControlCommand.objects.create(
+        command="ping", expires_at=timezone.now() - dt.timedelta(seconds=1)
+    )
     ControlReply.objects.create(command=old, worker="w", reply={"ok": "pong"})
     control.broadcast("ping", timeout=0)
     assert list(ControlCommand.objects.values_list("command", flat=True)) == ["ping"]
@@ -178,36 +194,42 @@ def test_broadcast_refuses_to_wait_inside_a_transaction() -> None:
 
 def test_no_reply_is_an_error_with_a_message() -> None:
     _, _, error = run("inspect", "ping", "--timeout", "0.2")
-    assert error == ("no workers replied within 0.2 s (see `taskctl status`; a longer "
-                     "--timeout may help)")
+    assert error == (
+        "no workers replied within 0.2 s (see `taskctl status`; a longer --timeout may help)"
+    )
     ControlCommand.objects.all().delete()
     # Options may also follow a control command.
-    _, err, error = run("control", "pool_grow", "2", "-d", "w1@test,w9@test", "--timeout",
-                          "0.2")
+    _, err, error = run("control", "pool_grow", "2", "-d", "w1@test,w9@test", "--timeout", "0.2")
     assert "w1@test did not reply within 0.2 s." in err and "w9@test did not reply" in err
     assert error.startswith("no workers replied")
     command = ControlCommand.objects.get()
     assert (command.command, command.arguments, command.destination) == (
-        "pool_grow", {"n": 2}, ["w1@test", "w9@test"])
+        "pool_grow",
+        {"n": 2},
+        ["w1@test", "w9@test"],
+    )
 
 
 @FAST
-@pytest.mark.parametrize(("args", "message"), [
-    (["inspect", "everything"], "invalid choice: 'everything'"),
-    (["control", "reboot"], "invalid choice: 'reboot'"),
-    (["control", "pool_grow", "x"], "N must be a whole number >= 1, not 'x'"),
-    (["control", "pool_shrink", "0"], "N must be a whole number >= 1, not '0'"),
-    (["control", "pool_grow"], "the following arguments are required: N"),
-    (["inspect", "ping", "--timeout", "soon"], "--timeout takes seconds > 0, not 'soon'"),
-    (["control", "rate_limit", ADD, "fast"], "rate must look like '10/s'"),
-    (["control", "rate_limit", "no.such.task", "1/s"], "unknown task 'no.such.task'"),
-    (["control", "time_limit", ADD, "-1", "5"], "the soft time limit must be a number"),
-    (["control", "time_limit", ADD, "5", "soon"], "the hard time limit must be a number"),
-    (["control", "time_limit", ADD, "10", "5"], "must not exceed the hard limit"),
-    (["control", "add_consumer", " "], "a queue name has 1 to 100 characters"),
-    (["revoke", "not-a-uuid"], "'not-a-uuid' is not a task id"),
-    (["pause", "q" * 101], "a queue name has 1 to 100 characters"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["inspect", "everything"], "invalid choice: 'everything'"),
+        (["control", "reboot"], "invalid choice: 'reboot'"),
+        (["control", "pool_grow", "x"], "N must be a whole number >= 1, not 'x'"),
+        (["control", "pool_shrink", "0"], "N must be a whole number >= 1, not '0'"),
+        (["control", "pool_grow"], "the following arguments are required: N"),
+        (["inspect", "ping", "--timeout", "soon"], "--timeout takes seconds > 0, not 'soon'"),
+        (["control", "rate_limit", ADD, "fast"], "rate must look like '10/s'"),
+        (["control", "rate_limit", "no.such.task", "1/s"], "unknown task 'no.such.task'"),
+        (["control", "time_limit", ADD, "-1", "5"], "the soft time limit must be a number"),
+        (["control", "time_limit", ADD, "5", "soon"], "the hard time limit must be a number"),
+        (["control", "time_limit", ADD, "10", "5"], "must not exceed the hard limit"),
+        (["control", "add_consumer", " "], "a queue name has 1 to 100 characters"),
+        (["revoke", "not-a-uuid"], "'not-a-uuid' is not a task id"),
+        (["pause", "q" * 101], "a queue name has 1 to 100 characters"),
+    ],
+)
 def test_bad_input_is_refused_before_anything_is_sent(args: list[str], message: str) -> None:
     _, _, error = run(*args)
     assert message in error
@@ -263,7 +285,8 @@ def test_the_worker_reads_a_new_time_limit_before_it_replies() -> None:
         change = control.time_limit(ADD, 2, 4, destination=["fake@test"], timeout=5)
     assert change.replies.replies["fake@test"].value == (
         f"{ADD}: soft 2 s, hard 4 s for the next runs (the threads pool enforces the soft "
-        "limit only)")
+        "limit only)"
+    )
     assert seen[-1].time_limit == 4.0
 
 
@@ -308,10 +331,17 @@ def test_revoke_terminate_asks_the_worker_that_holds_the_task() -> None:
     [claimed] = queue.claim("a@test", ["default"], 1, timezone.now(), 60)
     assert queue.start("a@test", [claimed], timezone.now()) == {task_id}
     killed: list[str] = []
-    pool = SimpleNamespace(running=lambda: [] if killed else [SimpleNamespace(claimed=claimed)],
-                           take_unstarted=lambda: [])
-    worker = fake_worker("a@test", options=SimpleNamespace(pool="prefork"), pool=pool,
-                         terminate=lambda t: killed.append(t) or True, pending=[])
+    pool = SimpleNamespace(
+        running=lambda: [] if killed else [SimpleNamespace(claimed=claimed)],
+        take_unstarted=lambda: [],
+    )
+    worker = fake_worker(
+        "a@test",
+        options=SimpleNamespace(pool="prefork"),
+        pool=pool,
+        terminate=lambda t: killed.append(t) or True,
+        pending=[],
+    )
     heard: list[dict[str, Any]] = []
 
     def receiver(sender: Any, **kwargs: Any) -> None:
@@ -344,8 +374,12 @@ def _queue_rows() -> dict[str, list[str]]:
     queue.claim("w@test", ["default"], 1, timezone.now(), 60)  # the oldest ready one
     claimed = TaskRecord.objects.filter(state=states.RECEIVED).values_list("pk", flat=True)
     ids["claimed"] = [str(pk) for pk in claimed]
-    ids["waiting"] = [str(pk) for pk in TaskRecord.objects.filter(
-        queue="default", state=states.PENDING).values_list("pk", flat=True)]
+    ids["waiting"] = [
+        str(pk)
+        for pk in TaskRecord.objects.filter(queue="default", state=states.PENDING).values_list(
+            "pk", flat=True
+        )
+    ]
     return ids
 
 
@@ -358,17 +392,22 @@ def test_purge_counts_asks_and_deletes_only_waiting_tasks(monkeypatch: Any) -> N
     monkeypatch.setattr("builtins.input", lambda q: asked.append(q) or "n")
     _, _, error = run("purge", "-Q", "default")
     assert error == "purge cancelled; nothing was deleted"
-    assert asked == ["Delete 2 waiting task(s) (1 of them scheduled for later) from queue(s) "
-                     "default? This cannot be undone. [y/N] "]
+    assert asked == [
+        "Delete 2 waiting task(s) (1 of them scheduled for later) from queue(s) "
+        "default? This cannot be undone. [y/N] "
+    ]
     assert TaskRecord.objects.count() == 4
 
     monkeypatch.setattr("builtins.input", lambda q: "y")
     out, _, error = run("purge", "-Q", "default")
     assert error == "" and "Purged 2 task(s) from queue(s) default." in out
     assert set(TaskRecord.objects.values_list("queue", "state")) == {
-        ("default", states.RECEIVED), ("other", states.PENDING)}
-    assert [str(pk) for pk in TaskRecord.objects.filter(queue="default")
-            .values_list("pk", flat=True)] == ids["claimed"]
+        ("default", states.RECEIVED),
+        ("other", states.PENDING),
+    }
+    assert [
+        str(pk) for pk in TaskRecord.objects.filter(queue="default").values_list("pk", flat=True)
+    ] == ids["claimed"]
 
     out, _, _ = run("purge", "--force", "--json")
     assert json.loads(out) == {"purged": 1}
@@ -401,15 +440,29 @@ def test_status_tells_online_offline_and_stopped_workers_apart() -> None:
     worker_row("done@test", now - dt.timedelta(minutes=5), stopped_at=now - dt.timedelta(minutes=5))
     worker_row("ancient@test", now - dt.timedelta(days=3), stopped_at=now - dt.timedelta(days=3))
     assert [(w.name, w.state) for w in control.status(now)] == [
-        ("up@test", "online"), ("gone@test", "offline"), ("done@test", "stopped")]
+        ("up@test", "online"),
+        ("gone@test", "offline"),
+        ("done@test", "stopped"),
+    ]
 
     out, _, error = run("status")
     assert error == ""
     lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "STATE", "PID", "POOL", "QUEUES", "PROCESSED", "LAST",
-                                "SEEN"]
+    assert lines[0].split() == [
+        "NAME",
+        "STATE",
+        "PID",
+        "POOL",
+        "QUEUES",
+        "PROCESSED",
+        "LAST",
+        "SEEN",
+    ]
     assert [line.split()[:2] for line in lines[1:4]] == [
-        ["up@test", "online"], ["gone@test", "offline"], ["done@test", "stopped"]]
+        ["up@test", "online"],
+        ["gone@test", "offline"],
+        ["done@test", "stopped"],
+    ]
     assert "1 online, 1 offline, 1 stopped." in out
 
     out, _, _ = run("status", "--json")

@@ -254,7 +254,8 @@ def test_queue_and_worker_controls_appear_once_registered(scene: dict[str, Any])
         assert "Pause" not in viewer["queues"] and "Grow pool" not in viewer["workers"]
         sections = login("view_taskrecord", superuser=True).get(reverse(DATA)).json()["sections"]
         assert (
-            reverse("admin:djtasks_taskrecord_control", args=["test-pause", "a"]) in sections["queues"]
+            reverse("admin:djtasks_taskrecord_control", args=["test-pause", "a"])
+            in sections["queues"]
         )
         assert (
             reverse("admin:djtasks_taskrecord_control", args=["test-grow", "w1@h"])

@@ -43,8 +43,9 @@ def _names(value: str) -> list[str]:
     return [n.strip() for n in value.split(",") if n.strip()]
 
 
-def _options(wait: bool = False, dest: bool = False, json: bool = False,
-             keep: bool = False) -> argparse.ArgumentParser:
+def _options(
+    wait: bool = False, dest: bool = False, json: bool = False, keep: bool = False
+) -> argparse.ArgumentParser:
     """A parent parser with the shared options asked for; with ``keep`` an
     absent option leaves the value already parsed alone."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -53,20 +54,33 @@ def _options(wait: bool = False, dest: bool = False, json: bool = False,
         return argparse.SUPPRESS if keep else value
 
     if json:
-        parser.add_argument("--json", action="store_true", default=default(False),
-                            help="print the result as JSON")
+        parser.add_argument(
+            "--json", action="store_true", default=default(False), help="print the result as JSON"
+        )
     if wait:
-        parser.add_argument("--timeout", type=_timeout, default=default(control.DEFAULT_TIMEOUT),
-                            help="seconds to wait for replies (default 1)")
+        parser.add_argument(
+            "--timeout",
+            type=_timeout,
+            default=default(control.DEFAULT_TIMEOUT),
+            help="seconds to wait for replies (default 1)",
+        )
     if dest:
-        parser.add_argument("-d", "--destination", type=_names, default=default(None),
-                            metavar="NAME[,NAME]", help="only these workers (default: all)")
+        parser.add_argument(
+            "-d",
+            "--destination",
+            type=_names,
+            default=default(None),
+            metavar="NAME[,NAME]",
+            help="only these workers (default: all)",
+        )
     return parser
 
 
 class Command(BaseCommand):
-    help = ("Inspect and control running workers through the database: "
-            "commands are rows, workers answer with rows.\n" + USAGE)
+    help = (
+        "Inspect and control running workers through the database: "
+        "commands are rows, workers answer with rows.\n" + USAGE
+    )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
@@ -79,55 +93,83 @@ class Command(BaseCommand):
         after = _options(wait=True, dest=True, json=True, keep=True)
         sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-        inspect = sub.add_parser("inspect", parents=[json_opt, wait, dest],
-                                 help="ask workers what they are doing")
+        inspect = sub.add_parser(
+            "inspect", parents=[json_opt, wait, dest], help="ask workers what they are doing"
+        )
         inspect.add_argument("method", choices=control.INSPECT_COMMANDS)
 
-        ctl = sub.add_parser("control", parents=[json_opt, wait, dest],
-                             help="change running workers")
+        ctl = sub.add_parser(
+            "control", parents=[json_opt, wait, dest], help="change running workers"
+        )
         cmds = ctl.add_subparsers(dest="command", metavar="COMMAND", required=True)
-        cmds.add_parser("shutdown", parents=[after],
-                        help="warm shutdown: finish running tasks, then exit")
-        cmds.add_parser("pool_grow", parents=[after],
-                        help="add N pool processes/threads").add_argument(
-            "n", type=_count, metavar="N")
-        cmds.add_parser("pool_shrink", parents=[after],
-                        help="remove N pool processes/threads").add_argument(
-            "n", type=_count, metavar="N")
-        cmds.add_parser("add_consumer", parents=[after],
-                        help="also claim from queue Q").add_argument("queue", metavar="Q")
-        cmds.add_parser("cancel_consumer", parents=[after],
-                        help="stop claiming from queue Q").add_argument("queue", metavar="Q")
-        rate = cmds.add_parser("rate_limit", parents=[after], help="cluster-wide rate limit "
-                               "of a task (10/s, 100/m, 1000/h; 0 resets)")
+        cmds.add_parser(
+            "shutdown", parents=[after], help="warm shutdown: finish running tasks, then exit"
+        )
+        cmds.add_parser(
+            "pool_grow", parents=[after], help="add N pool processes/threads"
+        ).add_argument("n", type=_count, metavar="N")
+        cmds.add_parser(
+            "pool_shrink", parents=[after], help="remove N pool processes/threads"
+        ).add_argument("n", type=_count, metavar="N")
+        cmds.add_parser(
+            "add_consumer", parents=[after], help="also claim from queue Q"
+        ).add_argument("queue", metavar="Q")
+        cmds.add_parser(
+            "cancel_consumer", parents=[after], help="stop claiming from queue Q"
+        ).add_argument("queue", metavar="Q")
+        rate = cmds.add_parser(
+            "rate_limit",
+            parents=[after],
+            help="cluster-wide rate limit of a task (10/s, 100/m, 1000/h; 0 resets)",
+        )
         rate.add_argument("task_name", metavar="TASK")
         rate.add_argument("rate", metavar="RATE")
-        limit = cmds.add_parser("time_limit", parents=[after], help="soft and hard time "
-                                "limits of a task, in seconds (0 removes)")
+        limit = cmds.add_parser(
+            "time_limit",
+            parents=[after],
+            help="soft and hard time limits of a task, in seconds (0 removes)",
+        )
         limit.add_argument("task_name", metavar="TASK")
         limit.add_argument("soft", metavar="SOFT")
         limit.add_argument("hard", metavar="HARD")
 
-        revoke = sub.add_parser("revoke", parents=[json_opt, wait],
-                                help="revoke tasks that have not started")
+        revoke = sub.add_parser(
+            "revoke", parents=[json_opt, wait], help="revoke tasks that have not started"
+        )
         revoke.add_argument("task_ids", nargs="+", metavar="ID")
-        revoke.add_argument("--terminate", action="store_true",
-                            help="also kill tasks already running (prefork pool)")
+        revoke.add_argument(
+            "--terminate",
+            action="store_true",
+            help="also kill tasks already running (prefork pool)",
+        )
 
         sub.add_parser("status", parents=[json_opt], help="workers online and offline")
         events.add_parser(sub, json_opt)  # djtasks.events: the live stream
 
-        purge = sub.add_parser("purge", parents=[json_opt],
-                               help="delete every task waiting to run")
-        purge.add_argument("-Q", "--queues", type=_names, default=None,
-                           help="only these queues (comma-separated; default: all)")
-        purge.add_argument("--force", "--noinput", "--no-input", dest="interactive",
-                           action="store_false", help="do not ask for confirmation")
+        purge = sub.add_parser("purge", parents=[json_opt], help="delete every task waiting to run")
+        purge.add_argument(
+            "-Q",
+            "--queues",
+            type=_names,
+            default=None,
+            help="only these queues (comma-separated; default: all)",
+        )
+        purge.add_argument(
+            "--force",
+            "--noinput",
+            "--no-input",
+            dest="interactive",
+            action="store_false",
+            help="do not ask for confirmation",
+        )
 
-        for name, what in (("pause", "stop every worker claiming from queue Q"),
-                           ("resume", "let workers claim from queue Q again")):
+        for name, what in (
+            ("pause", "stop every worker claiming from queue Q"),
+            ("resume", "let workers claim from queue Q again"),
+        ):
             sub.add_parser(name, parents=[json_opt, wait], help=what).add_argument(
-                "queue", metavar="Q")
+                "queue", metavar="Q"
+            )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.as_json = options["json"]
@@ -139,8 +181,7 @@ class Command(BaseCommand):
     # -- actions ---------------------------------------------------------------
 
     def _inspect(self, options: dict[str, Any]) -> None:
-        replies = control.inspect(options["method"], options["destination"],
-                                  options["timeout"])
+        replies = control.inspect(options["method"], options["destination"], options["timeout"])
         self._show(replies, options["timeout"])
 
     def _control(self, options: dict[str, Any]) -> None:
@@ -154,8 +195,9 @@ class Command(BaseCommand):
             change = control.rate_limit(options["task_name"], options["rate"], dest, timeout)
             replies, note = change.replies, change.note
         elif command == "time_limit":
-            change = control.time_limit(options["task_name"], options["soft"],
-                                        options["hard"], dest, timeout)
+            change = control.time_limit(
+                options["task_name"], options["soft"], options["hard"], dest, timeout
+            )
             replies, note = change.replies, change.note
         else:
             replies = control.shutdown(dest, timeout)
@@ -163,8 +205,9 @@ class Command(BaseCommand):
         # no failure there.
         stored = command in ("rate_limit", "time_limit")
         if stored and not self.as_json:
-            self.stdout.write(f"Stored the new {command.replace('_', ' ')} of "
-                              f"{options['task_name']}.")
+            self.stdout.write(
+                f"Stored the new {command.replace('_', ' ')} of {options['task_name']}."
+            )
         if note:
             self.stderr.write(f"Note: {note}")
         self._show(replies, timeout, stored=stored)
@@ -172,22 +215,32 @@ class Command(BaseCommand):
     def _revoke(self, options: dict[str, Any]) -> None:
         report = control.revoke(options["task_ids"], options["terminate"], options["timeout"])
         if self.as_json:
-            self._json({"revoked": report.revoked, "terminated": report.terminated,
-                        "terminating": report.terminating, "failed": report.failed})
+            self._json(
+                {
+                    "revoked": report.revoked,
+                    "terminated": report.terminated,
+                    "terminating": report.terminating,
+                    "failed": report.failed,
+                }
+            )
         else:
             for task_id in report.revoked:
                 self.stdout.write(f"{task_id}: revoked (it had not started)")
             for task_id, worker in report.terminated.items():
                 self.stdout.write(f"{task_id}: terminated on {worker}")
             for task_id, worker in report.terminating.items():
-                self.stdout.write(f"{task_id}: waiting in a busy child of {worker}; "
-                                  "terminated as soon as it starts")
+                self.stdout.write(
+                    f"{task_id}: waiting in a busy child of {worker}; "
+                    "terminated as soon as it starts"
+                )
             for task_id, why in report.failed.items():
                 self.stderr.write(f"{task_id}: not revoked: {why}")
         if report.failed:
-            raise CommandError(f"{len(report.failed)} of "
-                               f"{len(report.failed) + len(report.revoked) + len(report.terminated) + len(report.terminating)} "
-                               "task(s) could not be revoked")
+            raise CommandError(
+                f"{len(report.failed)} of "
+                f"{len(report.failed) + len(report.revoked) + len(report.terminated) + len(report.terminating)} "
+                "task(s) could not be revoked"
+            )
 
     def _events(self, options: dict[str, Any]) -> None:
         events.run_command(self, options)
@@ -196,25 +249,43 @@ class Command(BaseCommand):
         workers = control.status()
         online = [w for w in workers if w.state == control.ONLINE]
         if self.as_json:
-            self._json({"workers": [w.as_json() for w in workers],
-                        "paused_queues": [p.name for p in control.paused()]})
+            self._json(
+                {
+                    "workers": [w.as_json() for w in workers],
+                    "paused_queues": [p.name for p in control.paused()],
+                }
+            )
         else:
             now = timezone.now()
             rows = [("NAME", "STATE", "PID", "POOL", "QUEUES", "PROCESSED", "LAST SEEN")]
-            rows += [(w.name, w.state, str(w.pid), f"{w.pool} x{w.concurrency}",
-                      ",".join(w.queues), str(w.processed), _ago(now, w.last_seen))
-                     for w in workers]
+            rows += [
+                (
+                    w.name,
+                    w.state,
+                    str(w.pid),
+                    f"{w.pool} x{w.concurrency}",
+                    ",".join(w.queues),
+                    str(w.processed),
+                    _ago(now, w.last_seen),
+                )
+                for w in workers
+            ]
             widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
             for r in rows:
-                self.stdout.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
-                                  .rstrip())
+                self.stdout.write(
+                    "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                )
             for p in control.paused():
-                self.stdout.write(f"Queue {p.name} is paused (since "
-                                  f"{p.paused_at:%Y-%m-%d %H:%M:%S}"
-                                  f"{' by ' + p.paused_by if p.paused_by else ''}).")
-            self.stdout.write(f"\n{len(online)} online, "
-                              f"{sum(w.state == control.OFFLINE for w in workers)} offline, "
-                              f"{sum(w.state == control.STOPPED for w in workers)} stopped.")
+                self.stdout.write(
+                    f"Queue {p.name} is paused (since "
+                    f"{p.paused_at:%Y-%m-%d %H:%M:%S}"
+                    f"{' by ' + p.paused_by if p.paused_by else ''})."
+                )
+            self.stdout.write(
+                f"\n{len(online)} online, "
+                f"{sum(w.state == control.OFFLINE for w in workers)} offline, "
+                f"{sum(w.state == control.STOPPED for w in workers)} stopped."
+            )
         if not online:
             raise CommandError("no workers online")
 
@@ -229,11 +300,12 @@ class Command(BaseCommand):
                 self.stdout.write(f"No tasks waiting in {where if queues else 'any queue'}.")
             return
         if options["interactive"]:
-            later = f" ({found.scheduled} of them scheduled for later)" if found.scheduled \
-                else ""
+            later = f" ({found.scheduled} of them scheduled for later)" if found.scheduled else ""
             try:
-                answer = input(f"Delete {found.total} waiting task(s){later} from {where}? "
-                               "This cannot be undone. [y/N] ")
+                answer = input(
+                    f"Delete {found.total} waiting task(s){later} from {where}? "
+                    "This cannot be undone. [y/N] "
+                )
             except EOFError:
                 answer = ""
             if answer.strip().lower() not in ("y", "yes"):
@@ -248,15 +320,17 @@ class Command(BaseCommand):
         by = f"{getpass.getuser()}@{socket.gethostname()}"
         changed, replies = control.pause(options["queue"], by, options["timeout"])
         if not self.as_json:
-            self.stdout.write(f"Queue {options['queue']} "
-                              f"{'paused' if changed else 'was already paused'}.")
+            self.stdout.write(
+                f"Queue {options['queue']} {'paused' if changed else 'was already paused'}."
+            )
         self._show(replies, options["timeout"], stored=True)
 
     def _resume(self, options: dict[str, Any]) -> None:
         changed, replies = control.resume(options["queue"], options["timeout"])
         if not self.as_json:
-            self.stdout.write(f"Queue {options['queue']} "
-                              f"{'resumed' if changed else 'was not paused'}.")
+            self.stdout.write(
+                f"Queue {options['queue']} {'resumed' if changed else 'was not paused'}."
+            )
         self._show(replies, options["timeout"], stored=True)
 
     # -- output ----------------------------------------------------------------
@@ -268,8 +342,11 @@ class Command(BaseCommand):
             self._json({w: r.as_json() for w, r in replies.replies.items()})
         else:
             for worker, reply in replies.replies.items():
-                lines = _describe(replies.command, reply.value) if reply.ok \
+                lines = (
+                    _describe(replies.command, reply.value)
+                    if reply.ok
                     else [f"ERROR: {reply.error}"]
+                )
                 head, *rest = lines or [""]
                 self.stdout.write(f"-> {worker}: {head}")
                 for line in rest:
@@ -280,8 +357,10 @@ class Command(BaseCommand):
         for worker in replies.missing:
             self.stderr.write(f"{worker} did not reply within {timeout:g} s.")
         if not replies.replies:
-            message = (f"no workers replied within {timeout:g} s (see `taskctl status`; "
-                       "a longer --timeout may help)")
+            message = (
+                f"no workers replied within {timeout:g} s (see `taskctl status`; "
+                "a longer --timeout may help)"
+            )
             if not stored:
                 raise CommandError(message)
             self.stderr.write(f"{message}; workers that start later read the stored change.")
@@ -299,8 +378,10 @@ def _describe(command: str, value: Any) -> list[str]:
     if isinstance(value, list):
         if not value:
             return ["none"]
-        lines = [f"{len(value)} {'task' if command != 'registered' else 'task name'}"
-                 f"{'s' if len(value) != 1 else ''}"]
+        lines = [
+            f"{len(value)} {'task' if command != 'registered' else 'task name'}"
+            f"{'s' if len(value) != 1 else ''}"
+        ]
         for item in value:
             lines.append(f"* {_item(item)}")
         return lines

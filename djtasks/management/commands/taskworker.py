@@ -48,56 +48,106 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []  # checked below, with a clear exit
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("-Q", "--queues", default=None,
-                            help="comma-separated queues to consume (default: "
-                            "DJTASKS_DEFAULT_QUEUE)")
-        parser.add_argument("-c", "--concurrency", type=_positive_int, default=None,
-                            help="tasks run at once (default: number of CPUs)")
-        parser.add_argument("-P", "--pool", choices=sorted(POOLS), default="prefork",
-                            help="prefork (default): child processes; threads; solo: inline")
-        parser.add_argument("-n", "--hostname", default=None,
-                            help="worker name (%%h host, %%n short host, %%p pid); default "
-                            "PID@HOST")
-        parser.add_argument("-l", "--loglevel", default="INFO", type=str.upper,
-                            choices=LEVELS, help="log level of the worker's messages")
-        parser.add_argument("--max-tasks-per-child", type=_positive_int, default=None,
-                            help="replace a prefork child after this many tasks")
-        parser.add_argument("--max-memory-per-child", type=_positive_int, default=None,
-                            metavar="KIB",
-                            help="replace a prefork child after a task leaves it above this "
-                            "resident memory (KiB)")
-        parser.add_argument("--autoscale", type=_autoscale, default=None, metavar="MAX,MIN",
-                            help="grow the pool up to MAX while tasks wait, shrink to MIN "
-                            "when idle")
-        parser.add_argument("--prefetch-multiplier", type=_positive_int, default=None,
-                            help="claim up to concurrency × this many tasks at once")
-        parser.add_argument("--poll-interval", type=_positive_float, default=None,
-                            help="seconds between polls when idle (default "
-                            "DJTASKS_POLL_INTERVAL)")
-        parser.add_argument("--max-tasks", type=_positive_int, default=None,
-                            help="stop (warm) after this many tasks")
-        parser.add_argument("--burst", action="store_true",
-                            help="stop once the queues are empty")
+        parser.add_argument(
+            "-Q",
+            "--queues",
+            default=None,
+            help="comma-separated queues to consume (default: DJTASKS_DEFAULT_QUEUE)",
+        )
+        parser.add_argument(
+            "-c",
+            "--concurrency",
+            type=_positive_int,
+            default=None,
+            help="tasks run at once (default: number of CPUs)",
+        )
+        parser.add_argument(
+            "-P",
+            "--pool",
+            choices=sorted(POOLS),
+            default="prefork",
+            help="prefork (default): child processes; threads; solo: inline",
+        )
+        parser.add_argument(
+            "-n",
+            "--hostname",
+            default=None,
+            help="worker name (%%h host, %%n short host, %%p pid); default PID@HOST",
+        )
+        parser.add_argument(
+            "-l",
+            "--loglevel",
+            default="INFO",
+            type=str.upper,
+            choices=LEVELS,
+            help="log level of the worker's messages",
+        )
+        parser.add_argument(
+            "--max-tasks-per-child",
+            type=_positive_int,
+            default=None,
+            help="replace a prefork child after this many tasks",
+        )
+        parser.add_argument(
+            "--max-memory-per-child",
+            type=_positive_int,
+            default=None,
+            metavar="KIB",
+            help="replace a prefork child after a task leaves it above this resident memory (KiB)",
+        )
+        parser.add_argument(
+            "--autoscale",
+            type=_autoscale,
+            default=None,
+            metavar="MAX,MIN",
+            help="grow the pool up to MAX while tasks wait, shrink to MIN when idle",
+        )
+        parser.add_argument(
+            "--prefetch-multiplier",
+            type=_positive_int,
+            default=None,
+            help="claim up to concurrency × this many tasks at once",
+        )
+        parser.add_argument(
+            "--poll-interval",
+            type=_positive_float,
+            default=None,
+            help="seconds between polls when idle (default DJTASKS_POLL_INTERVAL)",
+        )
+        parser.add_argument(
+            "--max-tasks",
+            type=_positive_int,
+            default=None,
+            help="stop (warm) after this many tasks",
+        )
+        parser.add_argument("--burst", action="store_true", help="stop once the queues are empty")
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.check(display_num_errors=False)
         _require_migrations()
-        if options["pool"] != "prefork" and (options["max_tasks_per_child"]
-                                             or options["max_memory_per_child"]):
-            raise CommandError("--max-tasks-per-child and --max-memory-per-child need the "
-                               "prefork pool")
+        if options["pool"] != "prefork" and (
+            options["max_tasks_per_child"] or options["max_memory_per_child"]
+        ):
+            raise CommandError(
+                "--max-tasks-per-child and --max-memory-per-child need the prefork pool"
+            )
         if options["pool"] == "solo" and options["autoscale"]:
             raise CommandError("--autoscale needs the prefork or threads pool")
-        queues = [q.strip() for q in (options["queues"] or settings.DEFAULT_QUEUE).split(",")
-                  if q.strip()]
+        queues = [
+            q.strip() for q in (options["queues"] or settings.DEFAULT_QUEUE).split(",") if q.strip()
+        ]
         if not queues:
             raise CommandError("-Q needs at least one queue name")
         opts = WorkerOptions(
             queues=queues,
-            concurrency=(options["autoscale"][1] if options["autoscale"]
-                         else options["concurrency"] or os.cpu_count() or 1),
+            concurrency=(
+                options["autoscale"][1]
+                if options["autoscale"]
+                else options["concurrency"] or os.cpu_count() or 1
+            ),
             pool=options["pool"],
-            hostname=expand_hostname(options["hostname"]) if options["hostname"]
+            hostname=expand_hostname(options["hostname"])
+            if options["hostname"]
             else default_hostname(),
             prefetch_multiplier=options["prefetch_multiplier"] or settings.PREFETCH_MULTIPLIER,
             poll_interval=options["poll_interval"] or settings.POLL_INTERVAL,
@@ -122,12 +172,16 @@ def _require_migrations() -> None:
 
     alias = settings.DATABASE
     executor = MigrationExecutor(connections[alias])
-    pending = [m for m, _ in executor.migration_plan(executor.loader.graph.leaf_nodes())
-               if m.app_label == "djtasks"]
+    pending = [
+        m
+        for m, _ in executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if m.app_label == "djtasks"
+    ]
     if pending:
         raise CommandError(
             f"the djtasks tables in database {alias!r} are not up to date "
-            f"({len(pending)} migration(s) not applied): run `python manage.py migrate`")
+            f"({len(pending)} migration(s) not applied): run `python manage.py migrate`"
+        )
 
 
 def _configure_logging(level: str) -> None:
@@ -136,7 +190,8 @@ def _configure_logging(level: str) -> None:
     if not logger.handlers and not logging.getLogger().handlers:
         # No LOGGING config for djtasks: log to stderr like any worker.
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
-            "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("[%(asctime)s: %(levelname)s/%(processName)s] %(message)s")
+        )
         logger.addHandler(handler)
         logger.propagate = False
