@@ -41,7 +41,7 @@ ROWS = [
     Row("realistic2", "steady_tps", "realistic task (1 ms CPU + INSERT), -c 2", "tasks/s"),
     Row("realistic8", "steady_tps", "realistic task (1 ms CPU + INSERT), -c 8", "tasks/s"),
     Row("memory", "parent_rss_mib", "worker RSS after the memory run (parent)", "MiB", False),
-    Row("memory", "children_rss_mib", "worker RSS after the memory run (children)", "MiB", False),
+    Row("memory", "children_rss_mib", "worker RSS after the memory run (children, sum)", "MiB", False),
     Row("memory", "parent_rss_growth_mib", "  growth 5 % → 100 % (parent)", "MiB", False),
     Row("memory", "children_rss_growth_mib", "  growth 5 % → 100 % (children)", "MiB", False),
 ]  # fmt: skip
@@ -95,13 +95,13 @@ def _fmt(value: float | None, unit: str) -> str:
     if unit == "ms":
         return f"{value:.2f}"
     if unit == "MiB":
-        return f"{value:.1f}"
+        return f"{value:.2f}"
     return f"{value:,.0f}"
 
 
-def _verdict(row: Row, median: float) -> str:
-    if row.target is None:
-        return ""
+def _verdict(row: Row, median: float, db: str = "postgres") -> str:
+    if row.target is None or db != "postgres":
+        return ""  # issue 8's targets are stated for PostgreSQL
     met = median >= row.target if row.higher_is_better else median <= row.target
     sign = "≥" if row.higher_is_better else "≤"
     return f"{sign} {_fmt(row.target, row.unit)} {'met' if met else 'NOT met'}"
@@ -130,7 +130,7 @@ def table(report: dict[str, Any]) -> str:
             span = f"{_fmt(s['min'], row.unit)}-{_fmt(s['max'], row.unit)}"
             lines.append(
                 f"  {row.label:<50} {_fmt(s['median'], row.unit):>10} {span:>21} "
-                f"{s['spread_pct']:>6.1f}%  {row.unit:<8} {_verdict(row, s['median'])}"
+                f"{s['spread_pct']:>6.1f}%  {row.unit:<8} {_verdict(row, s['median'], db)}"
             )
         d = report["derived"].get(db, {})
         if "W4_vs_W2" in d:
@@ -182,7 +182,7 @@ def markdown(report: dict[str, Any]) -> str:
             span = f"{_fmt(s['min'], row.unit)}-{_fmt(s['max'], row.unit)}"
             out.append(
                 f"| {row.label.strip()} | {_fmt(s['median'], row.unit)} | {span} | {row.unit} "
-                f"| {_verdict(row, s['median'])} | {row.peers} |"
+                f"| {_verdict(row, s['median'], db)} | {row.peers if db == 'postgres' else ''} |"
             )
         d = report["derived"].get(db, {})
         if "W4_vs_W2" in d:
