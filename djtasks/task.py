@@ -19,7 +19,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from django.utils import timezone
 
 from . import compression as compressors
-from . import serialization, states
+from . import redaction, serialization, states
 from .conf import settings
 from .exceptions import (
     DuplicateTask,
@@ -161,6 +161,7 @@ class Task(Generic[P, R]):
         on_duplicate: str = "return",
         concurrency_limit: int | None = None,
         concurrency_key: str | None = None,
+        sensitive: tuple[str, ...] | list[str] = (),
     ) -> None:
         if not callable(run):
             raise ImproperlyConfiguredTask(f"@task needs a function, not {run!r}")
@@ -250,6 +251,17 @@ class Task(Generic[P, R]):
                     f"{where} concurrency_key {concurrency_key!r} is not an argument of {self.name}"
                 )
         self.concurrency_key = concurrency_key
+        if isinstance(sensitive, str) or not all(isinstance(s, str) for s in sensitive):
+            raise ImproperlyConfiguredTask(f"{where} sensitive must be a list of argument names")
+        params = self._signature.parameters if self._signature else {}
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        unknown = [s for s in sensitive if s not in params and not takes_any]
+        if unknown:
+            raise ImproperlyConfiguredTask(
+                f"{where} sensitive names {', '.join(map(repr, unknown))}, not an argument "
+                f"of {self.name}"
+            )
+        self.sensitive = frozenset(sensitive)
         self.__doc__ = run.__doc__
         self.__name__ = getattr(run, "__name__", self.name)
         self.__module__ = run.__module__
@@ -315,7 +327,7 @@ class Task(Generic[P, R]):
         serializer = options.get("serializer") or self.serializer or settings.TASK_SERIALIZER
         compression = options.get("compression") or self.compression
         for args, kwargs in pairs:
-            if template is None or self.concurrency_key is not None:
+            if template is None or self.concurrency_key is not None or self.sensitive:
                 template = self.build_message(args, kwargs, **options)
                 messages.append(template)
                 continue
@@ -356,6 +368,8 @@ class Task(Generic[P, R]):
         unique_for: float | None = None,
         link: Any = None,
         link_error: Any = None,
+        argsrepr: str | None = None,
+        kwargsrepr: str | None = None,
     ) -> AsyncResult:
         """Enqueue a call with options; return its :class:`AsyncResult`.
 
@@ -383,6 +397,9 @@ class Task(Generic[P, R]):
         :param unique_for: the key stops holding after this many seconds.
         :param link: a signature (or list) to call with the result on success.
         :param link_error: a signature (or list) to call with the task id on failure.
+        :param argsrepr: text shown instead of the positional arguments (admin,
+            HTTP API); the task still gets the real ones. See ``@task(sensitive=...)``.
+        :param kwargsrepr: the same for the keyword arguments.
         :raises TypeError, ValueError: for arguments or options that cannot work,
             naming the culprit; nothing is written then.
         :raises djtasks.exceptions.EncodeError: an argument cannot be serialized.
@@ -411,6 +428,8 @@ class Task(Generic[P, R]):
             unique_for=unique_for,
             link=link,
             link_error=link_error,
+            argsrepr=argsrepr,
+            kwargsrepr=kwargsrepr,
         )
         if settings.ALWAYS_EAGER:
             # Validated and encoded like a real call, then run here.
@@ -454,6 +473,8 @@ class Task(Generic[P, R]):
         parent_id: Any = None,
         root_id: Any = None,
         group_id: Any = None,
+        argsrepr: str | None = None,
+        kwargsrepr: str | None = None,
     ) -> Any:
         """Validate a call and return the row to insert (a ``queue.Message``), writing nothing.
 
@@ -498,6 +519,7 @@ class Task(Generic[P, R]):
                 from .canvas import callbacks_to_dicts
 
                 headers[key] = headers.get(key, []) + callbacks_to_dicts(callbacks, key)
+        headers.update(self._shown_arguments(args, kwargs, argsrepr, kwargsrepr))
         _check_headers(headers)
         ukey, uuntil = self._unique(args, kwargs, unique_key, unique_for, now)
         content_type, payload = serialization.encode_arguments(
@@ -569,6 +591,30 @@ class Task(Generic[P, R]):
         if self.concurrency_limit is not None or self.rate_limit is not None:
             return self.name
         return None
+
+    def _shown_arguments(
+        self, args: list[Any], kwargs: dict[str, Any], argsrepr: Any, kwargsrepr: Any
+    ) -> dict[str, str]:
+        """The ``argsrepr``/``kwargsrepr`` headers: what the admin and the API show
+        instead of the arguments (none when everything may be shown)."""
+        for name, value in (("argsrepr", argsrepr), ("kwargsrepr", kwargsrepr)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+        if argsrepr is None and kwargsrepr is None and not self.sensitive:
+            return {}
+        params = list(self._signature.parameters.values()) if self._signature else []
+        positional = [
+            p.name
+            for p in params[1 if self.bind else 0 :]
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        shown_args, shown_kwargs = redaction.masked(args, kwargs, positional, self.sensitive)
+        return {
+            redaction.ARGSREPR: shown_args if argsrepr is None else redaction.text_of(argsrepr),
+            redaction.KWARGSREPR: shown_kwargs
+            if kwargsrepr is None
+            else redaction.text_of(kwargsrepr),
+        }
 
     def _check_arguments(self, args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
         if args is None:

@@ -41,7 +41,7 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import smart_split, unescape_string_literal
 
-from .. import controls, dashboard, queue, serialization, states
+from .. import controls, dashboard, queue, redaction, serialization, states
 from ..dashboard import duration
 from ..exceptions import ContentDisallowed, DecodeError
 from ..ids import uuid7
@@ -191,7 +191,11 @@ class TaskRecordAdmin(admin.ModelAdmin):
             if bit.startswith(('"', "'")) and bit[0] == bit[-1]:
                 bit = unescape_string_literal(bit)
             # Arguments match case-sensitively on PostgreSQL: LIKE scans twice as fast as ILIKE.
-            queryset = queryset.filter(Q(name__icontains=bit) | Q(payload__contains=bit))
+            # Rows with sensitive arguments never match on them: no guessing game.
+            queryset = queryset.filter(
+                Q(name__icontains=bit)
+                | (Q(payload__contains=bit) & ~Q(headers__has_key=redaction.ARGSREPR))
+            )
         return queryset, False
 
     # -- columns -------------------------------------------------------------------------
@@ -209,6 +213,11 @@ class TaskRecordAdmin(admin.ModelAdmin):
         preview = getattr(obj, "args_preview", None)
         if preview is None:
             return ""
+        shown = getattr(obj, "argsrepr", None), getattr(obj, "kwargsrepr", None)
+        if shown != (None, None):
+            # Sensitive arguments: the payload is never decoded for display.
+            text = " ".join(s for s in shown if s)
+            return format_html('<code class="djtasks-args">{}</code>', text[:80])
         text = preview
         if len(preview) < ARGS_PREVIEW:
             try:

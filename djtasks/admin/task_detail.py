@@ -10,7 +10,7 @@ from typing import Any
 from django.urls import reverse
 from django.utils import timezone
 
-from .. import controls, dashboard, serialization, states
+from .. import controls, dashboard, redaction, serialization, states
 from ..dashboard import duration
 from ..exceptions import ContentDisallowed, DecodeError
 from ..models import TaskRecord
@@ -125,10 +125,12 @@ def task_details(task: TaskRecord, user: Any) -> dict[str, Any]:
     args: Any = None
     kwargs: Any = None
     args_error = None
-    try:
-        args, kwargs = serialization.decode_arguments(task.content_type, task.payload)
-    except (ContentDisallowed, DecodeError) as exc:
-        args_error = str(exc)
+    hidden = redaction.shown(task.headers)
+    if hidden is None:
+        try:
+            args, kwargs = serialization.decode_arguments(task.content_type, task.payload)
+        except (ContentDisallowed, DecodeError) as exc:
+            args_error = str(exc)
     result, result_error = (None, None)
     if task.result is not None:
         result, result_error = _decoded(task.result_content_type, task.result)
@@ -139,8 +141,9 @@ def task_details(task: TaskRecord, user: Any) -> dict[str, Any]:
     return {
         "state_shown": shown_state(task),
         "finished": task.state in states.READY_STATES,
-        "args_text": None if args is None else _pretty(args),
-        "kwargs_text": None if kwargs is None else _pretty(kwargs),
+        # Sensitive arguments: their argsrepr/kwargsrepr, never the payload.
+        "args_text": hidden[0] if hidden else None if args is None else _pretty(args),
+        "kwargs_text": hidden[1] if hidden else None if kwargs is None else _pretty(kwargs),
         "args_error": args_error,
         "raw_payload": task.payload if args_error else None,
         "result_label": _result_label(task),

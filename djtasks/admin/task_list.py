@@ -17,12 +17,13 @@ from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KT
 from django.db.models.functions import Left
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
-from .. import dashboard, states
+from .. import dashboard, redaction, states
 from ..conf import settings
 from ..registry import tasks as registry
 
@@ -112,7 +113,10 @@ class TaskChangeList(ChangeList):
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
         qs = super().get_queryset(request, exclude_parameters)
         return qs.defer("payload", "result", "traceback", "exc_message", "headers").annotate(
-            args_preview=Left("payload", ARGS_PREVIEW)
+            args_preview=Left("payload", ARGS_PREVIEW),
+            # A call whose arguments are sensitive shows these instead (redaction.py).
+            argsrepr=KT(f"headers__{redaction.ARGSREPR}"),
+            kwargsrepr=KT(f"headers__{redaction.KWARGSREPR}"),
         )
 
     def get_results(self, request: HttpRequest) -> None:

@@ -157,6 +157,11 @@ def _schemas() -> dict[str, Any]:
         "args": {"type": ["array", "null"]},
         "kwargs": {"type": ["object", "null"]},
         "args_error": {"type": "string"},
+        "argsrepr": {
+            "type": "string",
+            "description": "shown instead of args, which are then null (sensitive arguments)",
+        },
+        "kwargsrepr": {"type": "string", "description": "shown instead of kwargs"},
         "content_type": {"type": "string"},
         "headers": {"type": "object"},
         "expires": TIME,

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db.models import Count, Min, Q, QuerySet
 
-from .. import control, queue, serialization, states
+from .. import control, queue, redaction, serialization, states
 from ..dashboard import QueueDepth
 from ..exceptions import ContentDisallowed, DecodeError
 from ..models import PausedQueue, TaskRecord
@@ -119,11 +119,21 @@ def task_detail(task_id: str, full: bool) -> dict[str, Any] | None:
         return None
     body = task_json(row)
     status = describe(task_id, row, full)
-    try:
-        args, kwargs = serialization.decode_arguments(row["content_type"], row["payload"])
-        decoded: dict[str, Any] = {"args": args, "kwargs": kwargs}
-    except (ContentDisallowed, DecodeError) as exc:
-        decoded = {"args": None, "kwargs": None, "args_error": str(exc)}
+    hidden = redaction.shown(row["headers"])
+    if hidden is not None:
+        # Sensitive arguments: what the call chose to show, never the payload.
+        decoded: dict[str, Any] = {
+            "args": None,
+            "kwargs": None,
+            "argsrepr": hidden[0],
+            "kwargsrepr": hidden[1],
+        }
+    else:
+        try:
+            args, kwargs = serialization.decode_arguments(row["content_type"], row["payload"])
+            decoded = {"args": args, "kwargs": kwargs}
+        except (ContentDisallowed, DecodeError) as exc:
+            decoded = {"args": None, "kwargs": None, "args_error": str(exc)}
     body.update(
         {
             "ready": status["ready"],

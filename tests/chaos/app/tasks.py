@@ -115,10 +115,16 @@ def db_work(self: Any, seconds: float) -> int:
     return queries
 
 
-@task(name="chaos.charge", bind=True)  # SENSITIVE-TODO
+@task(name="chaos.charge", bind=True, sensitive=("card_number", "cvv"))
 def charge(self: Any, card_number: str, amount: int, cvv: str = "") -> int:
     """Takes secrets: its ``card_number`` and ``cvv`` are marked sensitive."""
     write_effect(self.request, counted=True)
     if amount < 0:
         raise ValueError("a negative amount")
     return amount
+
+
+@task(name="chaos.unique", unique_key=True)
+def unique(n: int) -> int:
+    """Unique by its arguments: one unfinished call per ``n`` at a time."""
+    return n
