@@ -63,6 +63,8 @@ class Faults:
 
     #: Seconds between two SIGKILLs, drawn uniformly from this range; None: no kills.
     kill_every: tuple[float, float] | None = None
+    #: Also kill when this share of the tasks is done (so a fast run gets its kills).
+    kill_at: tuple[float, ...] = ()
     #: Share of the kills aimed at one prefork child instead of a whole worker.
     child_share: float = 0.25
     #: Restart the PostgreSQL server once, when a third of the tasks are done.
@@ -72,7 +74,9 @@ class Faults:
 
     @property
     def any(self) -> bool:
-        return bool(self.kill_every or self.restart_postgres or self.terminate_every)
+        return bool(
+            self.kill_every or self.kill_at or self.restart_postgres or self.terminate_every
+        )
 
 
 @dataclass
@@ -93,6 +97,8 @@ class Plan:
     #: Give up (and report the unfinished rows as lost) after this many seconds.
     timeout: float = 300.0
     seed: int = 0
+    #: Seconds between two looks at the progress (and the kill schedule).
+    poll: float = 0.2
     #: Extra command-line options for every worker.
     worker_args: tuple[str, ...] = ()
 
@@ -207,6 +213,7 @@ class Fleet:
             started + plan.faults.terminate_every if plan.faults.terminate_every else None
         )
         restarted = not plan.faults.restart_postgres
+        milestones = sorted(plan.faults.kill_at)
         deadline = started + plan.timeout
         while True:
             now = time.monotonic()
@@ -217,6 +224,10 @@ class Fleet:
             if kill_at is not None and now >= kill_at:
                 _retrying(self.kill_one)
                 kill_at = self._next_kill(now)
+            done = 1 - unfinished / max(1, report.enqueued)
+            while milestones and done >= milestones[0]:
+                milestones.pop(0)
+                _retrying(self.kill_one)
             if terminate_at is not None and now >= terminate_at:
                 report.terminations += _retrying(self.cut_sessions)
                 terminate_at = now + (plan.faults.terminate_every or 0)
@@ -224,7 +235,7 @@ class Fleet:
                 restart_postgres()
                 report.restarts += 1
                 restarted = True
-            time.sleep(0.2)
+            time.sleep(plan.poll)
         report.duration = time.monotonic() - started
         self.stop()
         _retrying(self.count)

@@ -23,19 +23,19 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 def test_four_workers_run_every_task_exactly_once(spawn: Any) -> None:
     run = Fleet(Plan(workers=4, tasks=TASKS, work=0.0, lease=LEASE), spawn).run()
     report(run.line())
-    assert run.violations() == []
+    assert run.violations() == [], (run.line(), run.notes)
     assert run.states == {states.SUCCESS: TASKS}
     assert Effect.objects.count() == TASKS
     assert not Effect.objects.filter(runs__gt=1).exists()
 
 
 def test_kill_9_every_few_seconds_loses_nothing(spawn: Any) -> None:
-    faults = Faults(kill_every=(1.0, 2.5), child_share=0.25)
+    faults = Faults(kill_every=(1.0, 2.5), kill_at=(0.3, 0.6), child_share=0.25)
     run = Fleet(
         Plan(workers=4, tasks=TASKS, work=0.004, lease=LEASE, faults=faults, seed=4), spawn
     ).run()
     report(run.line())
-    assert run.violations() == []
+    assert run.violations() == [], (run.line(), run.notes)
     assert run.worker_kills + run.child_kills >= 2, "the run ended before any kill"
 
 
@@ -46,10 +46,10 @@ def test_kill_9_every_few_seconds_loses_nothing(spawn: Any) -> None:
     "(set CI=1 to run it here when nothing else uses the server)",
 )
 def test_kill_9_and_a_postgresql_restart_lose_nothing(spawn: Any) -> None:
-    faults = Faults(kill_every=(1.5, 3.0), restart_postgres=True)
+    faults = Faults(kill_every=(1.5, 3.0), kill_at=(0.3, 0.6), restart_postgres=True)
     run = Fleet(
         Plan(workers=4, tasks=TASKS, work=0.004, lease=LEASE, faults=faults, seed=5), spawn
     ).run()
     report(run.line())
-    assert run.violations() == []
+    assert run.violations() == [], (run.line(), run.notes)
     assert run.restarts == 1

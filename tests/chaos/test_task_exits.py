@@ -64,14 +64,16 @@ def test_prefork_survives_every_way_out(worker: Any) -> None:
     assert "child process died (exit code 7)" in row.exc_message
     assert runs(exited) == 1
     row = TaskRecord.objects.get(pk=exited_late)  # delivered again, then given up
-    assert row.exc_type == WORKER_LOST
-    assert runs(exited_late) == settings.MAX_REDELIVERIES
+    assert (row.exc_type, row.attempt) == (WORKER_LOST, settings.MAX_REDELIVERIES)
+    # Every delivery counts, even one spent waiting in the pipe of a child that
+    # another task's os._exit took down: it ran once less then.
+    assert settings.MAX_REDELIVERIES - 1 <= runs(exited_late) <= settings.MAX_REDELIVERIES
 
     # The children that exited were replaced; the worker never stopped.
     assert [tasks.effect.delay(i).get(timeout=20) for i in range(4)] == [0, 1, 2, 3]
     assert w.alive()
     assert len(re.findall(r"child process \d+ died \(exit code 7\)", w.log())) == (
-        1 + settings.MAX_REDELIVERIES
+        1 + runs(exited_late)
     )
     report(
         f"task exits (prefork): {len(RAISED) + 1} raised ways out FAILURE, os._exit "
