@@ -14,6 +14,7 @@ tasks declared with ``@task(public_result=True)``.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -119,9 +120,25 @@ def _is_number(value: Any) -> bool:
 
 def _decode(content_type: str, text: str | None) -> Any:
     try:
-        return serialization.decode(content_type, text)
+        return _finite(serialization.decode(content_type, text))
     except (ContentDisallowed, DecodeError):
         return None
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as the strings Python prints for them.
+
+    A task may return ``float("nan")``; written as is, the reply would be
+    invalid JSON (``NaN``) that a browser's ``JSON.parse`` refuses, and the
+    page polling it would never learn the task had finished.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _is_staff(request: HttpRequest) -> bool:

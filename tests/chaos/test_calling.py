@@ -13,6 +13,7 @@ stored ends FAILURE saying so.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from typing import Any
 
@@ -261,3 +262,25 @@ def test_an_unencodable_return_value_ends_failure_saying_why(value: Any) -> None
 
 
 returned: list[Any] = [None]
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, {"ratio": -math.inf, "ok": [1.5, math.nan]}])
+def test_a_result_json_cannot_hold_still_gives_valid_status_json(value: Any) -> None:
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from djtasks import serialization
+
+    result = tasks.effect.delay(1)
+    ct, text = serialization.encode(value, "json")
+    TaskRecord.objects.filter(pk=result.id).update(
+        state=states.SUCCESS, result=text, result_content_type=ct
+    )
+    staff = Client()
+    staff.force_login(User.objects.create_superuser("boss", "b@example.com", "pw"))
+    body = staff.get(result.status_url()).content.decode()
+
+    def strict(constant: str) -> Any:
+        raise ValueError(f"not JSON: {constant}")
+
+    assert json.loads(body, parse_constant=strict)["ready"] is True
