@@ -45,7 +45,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 ADD = "tests.testapp.tasks.add"
 SECOND = dt.timedelta(seconds=1)
-LEASE = 2.0  # DJTASKS_BEAT_LEASE of the beat processes
+LEASE = 1.5  # DJTASKS_BEAT_LEASE of the beat processes
 
 
 def leader() -> str:
@@ -101,7 +101,7 @@ def test_three_beats_through_a_frozen_and_a_killed_leader(
     for proc in beats.values():
         proc.wait_for_output("beat: Starting", timeout=30)
     wait_until(lambda: len(ticks()) >= 2, 30, message="the first ticks")
-    phase = max(2.0, BEAT_SECONDS / 4)
+    phase = max(2.0, BEAT_SECONDS / 5)
     time.sleep(phase)
 
     # Freeze the leader past its lease, then thaw it.

@@ -96,7 +96,7 @@ def test_sessions_cut_again_and_again_under_a_worker_and_beats(
     thread = threading.Thread(target=terminator)
     thread.start()
     try:
-        time.sleep(8)  # busy at first, then idle: both get cut
+        time.sleep(6)  # busy at first, then idle: both get cut
     finally:
         stop.set()
         thread.join(10)

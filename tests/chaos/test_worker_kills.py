@@ -46,12 +46,13 @@ def test_a_worker_restarted_under_the_same_name_still_recovers_what_it_held(
 
     # The same name, as systemd would restart it: its heartbeat must not keep
     # the dead process's rows alive for ever.
-    worker(concurrency=2, name=name, env=short_leases)
+    second = worker(concurrency=2, name=name, env=short_leases)
     wait_until_finished([plain.id], timeout=LEASE * 5 + 10)
     row = TaskRecord.objects.get(pk=plain.id)
     assert (row.state, row.exc_type) == (states.FAILURE, WORKER_LOST)
     wait_until(lambda: effect_runs(late.id) == 2, LEASE * 5 + 10, message="the acks_late re-run")
     assert TaskRecord.objects.get(pk=late.id).attempt == 2
+    second.crash()  # rather than wait for the 60 s re-run at teardown
     report(f"same-name restart: recovered after {time.monotonic() - crashed:.1f}s (lease {LEASE}s)")
 
 
@@ -69,7 +70,7 @@ def test_a_warm_shutdown_cut_short_after_its_grace_time_leaves_nothing_stuck(
     w.wait(10)
 
     # Threads: a short task never waits behind the 60 s re-run in one child's pipe.
-    worker(concurrency=4, pool="threads", env=short_leases)
+    rescuer = worker(concurrency=4, pool="threads", env=short_leases)
     wait_until_finished([running[0], *waiting], timeout=LEASE * 5 + 20)
     plain = TaskRecord.objects.get(pk=running[0])
     assert (plain.state, plain.exc_type) == (states.FAILURE, WORKER_LOST)
@@ -91,6 +92,7 @@ def test_a_warm_shutdown_cut_short_after_its_grace_time_leaves_nothing_stuck(
             assert str(row.id) not in ran
     lost = rows.filter(state=states.FAILURE).count()
     assert lost <= 2
+    rescuer.crash()  # rather than wait for the 60 s re-run at teardown
     report(
         f"warm shutdown cut short by SIGKILL: {len(waiting) - lost} waiting tasks re-run, "
         f"{lost} handed to a child's pipe ended WorkerLostError unrun"
