@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -124,6 +125,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.check(display_num_errors=False)
+        _configure_logging(options["loglevel"])
+        _wait_for_database()
         _require_migrations()
         if options["pool"] != "prefork" and (
             options["max_tasks_per_child"] or options["max_memory_per_child"]
@@ -158,11 +161,33 @@ class Command(BaseCommand):
             max_tasks=options["max_tasks"],
             burst=options["burst"],
         )
-        _configure_logging(options["loglevel"])
         worker = Worker(opts)
         self.stdout.write(banner(worker))
         self.stdout.flush()
         worker.run()
+
+
+def _wait_for_database() -> None:
+    """Start even while the database is down (a restart, a failover): wait for
+    it with backoff instead of dying with a traceback."""
+    from django.db import OperationalError, connections
+
+    conn = connections[settings.DATABASE]
+    delay = 0.5
+    while True:
+        try:
+            conn.ensure_connection()
+            return
+        except OperationalError as exc:
+            delay = min(30.0, delay * 2)
+            logging.getLogger("djtasks.worker").error(
+                "database %r unavailable (%s); retrying in %.0fs",
+                settings.DATABASE,
+                str(exc).strip().splitlines()[0],
+                delay,
+            )
+            conn.close()
+            time.sleep(delay)
 
 
 def _require_migrations() -> None:
