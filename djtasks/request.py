@@ -35,6 +35,34 @@ class Request:
     root_id: str | None = None
     group_id: str | None = None
 
+    @classmethod
+    def for_claimed(
+        cls,
+        claimed: Any,
+        hostname: str,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> Request:
+        """The request of a row a worker claimed (a ``queue.Claimed``)."""
+        return cls(
+            id=claimed.id,
+            task=claimed.name,
+            args=list(args or []),
+            kwargs=dict(kwargs or {}),
+            retries=claimed.retries,
+            attempt=claimed.attempt,
+            queue=claimed.queue,
+            priority=claimed.priority,
+            eta=None,
+            headers=claimed.headers,
+            hostname=hostname,
+            called_directly=False,
+            ignore_result=claimed.ignore_result,
+            parent_id=claimed.parent_id,
+            root_id=claimed.root_id,
+            group_id=claimed.group_id,
+        )
+
     @property
     def delivery_info(self) -> dict[str, Any]:
         return {"routing_key": self.queue, "priority": self.priority}

@@ -689,21 +689,7 @@ _POOL_FAILURES = frozenset(
 def _request(c: queue.Claimed, hostname: str) -> Request:
     """What a parent-side signal receiver learns of a claimed task (its
     arguments are decoded only where it runs)."""
-    return Request(
-        id=c.id,
-        task=c.name,
-        retries=c.retries,
-        attempt=c.attempt,
-        queue=c.queue,
-        priority=c.priority,
-        headers=c.headers,
-        hostname=hostname,
-        called_directly=False,
-        ignore_result=c.ignore_result,
-        parent_id=c.parent_id,
-        root_id=c.root_id,
-        group_id=c.group_id,
-    )
+    return Request.for_claimed(c, hostname)
 
 
 def _describe(c: queue.Claimed) -> dict[str, Any]:

@@ -220,23 +220,7 @@ def _execute(claimed: Claimed, hostname: str) -> Outcome:
             einfo="",
         )
         return failure(type_name(exc), f"cannot decode the arguments: {exc}")
-    request = Request(
-        id=claimed.id,
-        task=task.name,
-        args=args,
-        kwargs=kwargs,
-        retries=claimed.retries,
-        attempt=claimed.attempt,
-        queue=claimed.queue,
-        priority=claimed.priority,
-        headers=claimed.headers,
-        hostname=hostname,
-        called_directly=False,
-        ignore_result=claimed.ignore_result,
-        parent_id=claimed.parent_id,
-        root_id=claimed.root_id,
-        group_id=claimed.group_id,
-    )
+    request = Request.for_claimed(claimed, hostname, args, kwargs)
     run = _run(task, request)
     done = timezone.now()
     if run.state == states.SUCCESS:
