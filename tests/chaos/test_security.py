@@ -223,7 +223,9 @@ def test_every_admin_action_declares_permissions_and_view_only_staff_changes_not
     request = type("R", (), {"user": boss, "GET": {}, "POST": {}})()
     actions: list[tuple[Any, str]] = []
     for model_admin in _djtasks_admins():
-        for func, name, _ in model_admin.get_actions(request).values():
+        for name, action in model_admin.get_actions(request).items():
+            # Django 6.1 returns Action objects; 5.2 (func, name, description).
+            func = getattr(action, "func", None) or action[0]
             perms = getattr(func, "allowed_permissions", None)
             assert perms, f"{model_admin}: action {name!r} declares no permissions"
             actions.append((model_admin, name))
