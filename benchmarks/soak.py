@@ -10,6 +10,8 @@ the side table the tasks write (UNIQUE task id). The figures are those of
     python -m benchmarks.soak --tasks 20000 --sqlite               # SQLite file
     python -m benchmarks.soak --tasks 100000 --no-faults           # the clean baseline
     CI=1 python -m benchmarks.soak --restart-postgres              # restarts the server!
+    DJTASKS_CHAOS_PG_RESTART="..." python -m benchmarks.soak --restart-postgres \
+        --database-url postgres://postgres@127.0.0.1:5433/postgres    # a private server
 
 It creates ``djtasks_soak_<pid>`` (or a temporary SQLite file), migrates it,
 runs :class:`tests.chaos.fleet.Fleet`, prints one ``soak:`` line and a JSON
@@ -90,8 +92,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the database and the logs")
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = p.parse_args(argv)
-    if args.restart_postgres and not os.environ.get("CI"):
-        p.error("--restart-postgres restarts the whole server: set CI=1 if nothing else uses it")
+    if args.restart_postgres and not (
+        os.environ.get("CI") or os.environ.get("DJTASKS_CHAOS_PG_RESTART")
+    ):
+        p.error(
+            "--restart-postgres restarts the whole server: set CI=1 if nothing else uses it, "
+            "or DJTASKS_CHAOS_PG_RESTART to the restart command of a private server"
+        )
     return args
 
 

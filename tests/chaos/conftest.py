@@ -21,7 +21,7 @@ from tests.support import ManagedProcess
 
 #: Tasks per fleet run (scenarios 3 and 4).
 TASKS = int(os.environ.get("DJTASKS_CHAOS_TASKS", "1000"))
-#: Seconds the three beats run (scenario 8).
+#: Seconds the three beats run, about (scenario 8).
 BEAT_SECONDS = float(os.environ.get("DJTASKS_CHAOS_BEAT_SECONDS", "10"))
 #: Short leases: a dead worker's rows come back this soon.
 LEASE = 2.0

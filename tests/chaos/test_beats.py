@@ -101,7 +101,7 @@ def test_three_beats_through_a_frozen_and_a_killed_leader(
     for proc in beats.values():
         proc.wait_for_output("beat: Starting", timeout=30)
     wait_until(lambda: len(ticks()) >= 2, 30, message="the first ticks")
-    phase = max(2.0, BEAT_SECONDS / 5)
+    phase = max(2.0, (BEAT_SECONDS - 8) / 3)  # three phases, a freeze and a takeover
     time.sleep(phase)
 
     # Freeze the leader past its lease, then thaw it.
