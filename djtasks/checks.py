@@ -78,6 +78,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         value = getattr(settings, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             errors.append(_error(name, "must be an int >= 1", 12))
+    lookahead = settings.WORKER_LOOKAHEAD
+    if not _is_number(lookahead) or lookahead < 0:
+        errors.append(_error("WORKER_LOOKAHEAD", "must be a number of seconds >= 0", 16))
     expires = settings.RESULT_EXPIRES
     if expires is not None and (not _is_number(expires) or expires <= 0):
         errors.append(_error("RESULT_EXPIRES", "must be a number of seconds > 0, or None", 13))

@@ -122,6 +122,7 @@ class Claimed:
     parent_id: str | None
     root_id: str | None
     group_id: str | None
+    started: bool = False  # marked STARTED by its claim: it may run now
 
 
 @dataclass
@@ -508,77 +509,151 @@ def _notify_due(conn: BaseDatabaseWrapper, queues: set[str]) -> list[str]:
 
 # -- claim ----------------------------------------------------------------------
 
-_RETURNING = (
-    "id, name, queue, priority, content_type, payload, headers, retries, attempt, "
-    "acks_late, ignore_result, expires, eta, parent_id, root_id, group_id"
+_RETURNING_COLUMNS = (
+    "id",
+    "name",
+    "queue",
+    "priority",
+    "content_type",
+    "payload",
+    "headers",
+    "retries",
+    "attempt",
+    "acks_late",
+    "ignore_result",
+    "expires",
+    "eta",
+    "parent_id",
+    "root_id",
+    "group_id",
 )
+_RETURNING = ", ".join(_RETURNING_COLUMNS)
 
 
 def claim(
-    worker: str, queues: Sequence[str], limit: int, now: dt.datetime, lease_seconds: float
+    worker: str,
+    queues: Sequence[str],
+    limit: int,
+    now: dt.datetime,
+    lease_seconds: float,
+    start: int = 0,
 ) -> list[Claimed]:
     """Claim up to ``limit`` ready rows of ``queues`` for ``worker``.
 
     Highest priority first, then oldest eta, then oldest id. Rows locked by
     another claimer are skipped, never waited on. Claimed rows are RECEIVED,
     carry a lease until ``now + lease_seconds`` and count one more attempt.
+    The best ``start`` of them (unless expired) are marked STARTED at once,
+    for a worker with that many free slots: no second write before they run.
     """
-    if limit <= 0 or not queues:
-        return []
+    return turn([], worker, [], now, queues, limit, start, lease_seconds).claimed
+
+
+@dataclass
+class Turn:
+    """What one :func:`turn` did: the ``to_start`` rows it marked STARTED, and
+    the rows it claimed, best first (``Claimed.started`` says which may run)."""
+
+    started: set[str]
+    claimed: list[Claimed]
+
+
+def turn(
+    outcomes: Sequence[Outcome],
+    worker: str,
+    to_start: Sequence[Claimed],
+    now: dt.datetime,
+    queues: Sequence[str] = (),
+    limit: int = 0,
+    start: int = 0,
+    lease_seconds: float = 60.0,
+) -> Turn:
+    """The worker's turn, atomically: write finished outcomes, mark the
+    claimed rows ``to_start`` STARTED, and claim up to ``limit`` more (the
+    best ``start`` of them STARTED at once, see :func:`claim`).
+
+    On PostgreSQL it is one statement (one round trip, one commit) unless an
+    outcome carries a workflow or a retry; on SQLite one ``BEGIN IMMEDIATE``
+    transaction.
+    """
+    claiming = limit > 0 and bool(queues)
+    if not outcomes and not to_start and not claiming:
+        return Turn(set(), [])
     conn = connection()
     lease = now + dt.timedelta(seconds=lease_seconds)
-    set_sql = (
-        "state = 'RECEIVED', worker = %s, received_at = %s, lease_expires = %s, "
-        "attempt = {t}.attempt + 1"
-    )
+    if any(o.has_workflow for o in outcomes):
+        started = _settle_workflow(conn, outcomes, worker, to_start, now)
+        outcomes, to_start = [], []
+        if not claiming:
+            return Turn(started, [])
+        turned = turn([], worker, [], now, queues, limit, start, lease_seconds)
+        return Turn(started, turned.claimed)
     if is_postgres(conn):
-        # Per queue, an ordered scan of the ready index that stops after
-        # ``limit`` unlocked rows (``queue = ANY(...)`` would read the whole
-        # backlog and sort it); then the best ``limit`` across queues.
-        sql = f"""
-            WITH ready AS (
-                SELECT r.id FROM unnest(%s::varchar[]) AS q(name)
-                CROSS JOIN LATERAL (
-                    SELECT id, priority, eta FROM {_T}
-                    WHERE state IN {_WAITING} AND concurrency_key IS NULL
-                      AND queue = q.name AND eta <= %s
-                    ORDER BY priority DESC, eta, id
-                    LIMIT %s
-                    FOR UPDATE SKIP LOCKED
-                ) AS r
-                ORDER BY r.priority DESC, r.eta, r.id
-                LIMIT %s
-            )
-            UPDATE {_T} SET {set_sql.format(t=_T)}
-            FROM ready WHERE {_T}.id = ready.id
-            RETURNING {", ".join(f"{_T}.{c.strip()}" for c in _RETURNING.split(","))}
-        """
-        params = [list(queues), now, limit, limit, worker, now, lease]
-        with _hot_cursor(conn) as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-    else:
-        in_sql, in_params = _in_list(conn, queues)
-        sql = f"""
-            UPDATE {_T} SET {set_sql.format(t=_T)}
-            WHERE id IN (
-                SELECT id FROM {_T}
-                WHERE state IN {_WAITING} AND concurrency_key IS NULL
-                  AND queue {in_sql} AND eta <= %s
-                ORDER BY priority DESC, eta, id
-                LIMIT %s
-            )
-            RETURNING {_RETURNING}
-        """
-        params = [worker, _dt(conn, now), _dt(conn, lease), *in_params, _dt(conn, now), limit]
-        with _write_transaction(conn) as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-    now_db = now if is_postgres(conn) else None
-    claimed = [_claimed(conn, row, now, now_db) for row in rows]
-    # RETURNING does not keep the subquery's order.
-    claimed.sort(key=lambda c: (-c.priority, str(c.eta), c.id))
+        return _turn_postgres(
+            conn,
+            outcomes,
+            worker,
+            to_start,
+            now,
+            list(queues) if claiming else [],
+            limit,
+            start,
+            lease,
+        )
+    with _write_transaction(conn) as cursor:
+        _complete(cursor, conn, outcomes)
+        started = _start(cursor, conn, worker, to_start, now)
+        claimed = (
+            _claim_sqlite(cursor, conn, worker, queues, limit, start, now, lease)
+            if claiming
+            else []
+        )
+    return Turn(started, claimed)
+
+
+def _claim_sqlite(
+    cursor: Any,
+    conn: BaseDatabaseWrapper,
+    worker: str,
+    queues: Sequence[str],
+    limit: int,
+    start: int,
+    now: dt.datetime,
+    lease: dt.datetime,
+) -> list[Claimed]:
+    in_sql, in_params = _in_list(conn, queues)
+    cursor.execute(
+        f"""
+        UPDATE {_T} SET state = 'RECEIVED', worker = %s, received_at = %s,
+            lease_expires = %s, attempt = attempt + 1
+        WHERE id IN (
+            SELECT id FROM {_T}
+            WHERE state IN {_WAITING} AND concurrency_key IS NULL
+              AND queue {in_sql} AND eta <= %s
+            ORDER BY priority DESC, eta, id
+            LIMIT %s
+        )
+        RETURNING {_RETURNING}
+        """,
+        [worker, _dt(conn, now), _dt(conn, lease), *in_params, _dt(conn, now), limit],
+    )
+    claimed = [_claimed(conn, row, now, None) for row in cursor.fetchall()]
+    claimed.sort(key=_best_first)
+    go = [c for c in claimed[:start] if not c.expired]
+    if go:
+        in_sql, in_params = _in_list(conn, [c.db_id for c in go])
+        cursor.execute(
+            f"UPDATE {_T} SET state = 'STARTED', started_at = %s WHERE id {in_sql}",
+            [_dt(conn, now), *in_params],
+        )
+        for c in go:
+            c.started = True
     return claimed
+
+
+def _best_first(c: Claimed) -> tuple[Any, ...]:
+    # RETURNING does not keep the subquery's order.
+    return (-c.priority, str(c.eta), c.id)
 
 
 @dataclass
@@ -798,22 +873,10 @@ def _start(
 def settle(
     outcomes: Sequence[Outcome], worker: str, to_start: Sequence[Claimed], now: dt.datetime
 ) -> set[str]:
-    """The worker's turn: write finished outcomes and mark the next tasks
-    STARTED, atomically. Returns the ids that may run (see :func:`start`).
-
-    On PostgreSQL it is one statement (one round trip, one commit); on SQLite
-    one ``BEGIN IMMEDIATE`` transaction.
-    """
-    if not outcomes and not to_start:
-        return set()
-    conn = connection()
-    if any(o.has_workflow for o in outcomes):
-        return _settle_workflow(conn, outcomes, worker, to_start, now)
-    if is_postgres(conn):
-        return _settle_postgres(conn, outcomes, worker, to_start, now)
-    with _write_transaction(conn) as cursor:
-        _complete(cursor, conn, outcomes)
-        return _start(cursor, conn, worker, to_start, now)
+    """Write finished outcomes and mark the claimed rows ``to_start`` STARTED,
+    atomically (a :func:`turn` that claims nothing). Returns the ids that may
+    run (see :func:`start`)."""
+    return turn(outcomes, worker, to_start, now).started
 
 
 def _settle_workflow(
@@ -1047,43 +1110,41 @@ _FINAL_COLUMNS = (
     ("runtime", "float8"),
     ("done_at", "timestamptz"),
 )
-_FINAL_ROW = "(" + ", ".join(f"%s::{t}" for _, t in _FINAL_COLUMNS) + ")"
 
 
-def _settle_postgres(
+def _turn_postgres(
     conn: BaseDatabaseWrapper,
     outcomes: Sequence[Outcome],
     worker: str,
     to_start: Sequence[Claimed],
     now: dt.datetime,
-) -> set[str]:
+    queues: list[str],
+    limit: int,
+    start: int,
+    lease: dt.datetime,
+) -> Turn:
     finals = [o for o in outcomes if o.state != states.RETRY]
     retries = [o for o in outcomes if o.state == states.RETRY]
+    if retries:
+        complete(retries)
     parts: list[str] = []
     params: list[Any] = []
+    selects: list[str] = []
+    # Every SELECT below has the claimed rows' columns plus a last one that
+    # says what the row is: a claimed row's state, 'B' (a buffered row now
+    # STARTED, its id only) or 'N' (the events NOTIFY).
+    blank = ", ".join(["NULL"] * (len(_RETURNING_COLUMNS) - 1))
     if finals:
-        # Every finished task of the turn in one UPDATE … FROM (VALUES …),
-        # fenced by attempt like complete().
+        # Every finished task of the turn in one UPDATE … FROM unnest(…),
+        # fenced by attempt like complete(). One array per column keeps the
+        # statement's shape (and its prepared plan) the same for any batch.
+        columns = list(zip(*(_final_values(o) for o in finals), strict=True))
         parts.append(
-            f"v({', '.join(c for c, _ in _FINAL_COLUMNS)}) AS (VALUES "
-            + ", ".join([_FINAL_ROW] * len(finals))
-            + ")"
+            "v AS (SELECT * FROM unnest("
+            + ", ".join(f"%s::{t}[]" for _, t in _FINAL_COLUMNS)
+            + f") AS v({', '.join(c for c, _ in _FINAL_COLUMNS)}))"
         )
-        for o in finals:
-            params.extend(
-                (
-                    uuid.UUID(o.task_id),
-                    o.attempt,
-                    o.state,
-                    o.result,
-                    o.result_content_type,
-                    o.exc_type,
-                    o.exc_message,
-                    o.traceback,
-                    o.runtime,
-                    o.done_at,
-                )
-            )
+        params.extend(list(col) for col in columns)
         parts.append(
             f"done AS (UPDATE {_T} AS t SET state = v.state, "
             "result = CASE WHEN v.result IS NULL AND v.state <> 'SUCCESS' THEN t.result "
@@ -1097,7 +1158,6 @@ def _settle_postgres(
             f"FROM v WHERE t.id = v.id AND t.attempt = v.attempt AND t.state IN {_HELD} "
             "RETURNING 1)"
         )
-    select = "SELECT NULL WHERE false"
     if to_start:
         # Disjoint from the rows above: those are STARTED, these RECEIVED.
         parts.append(
@@ -1105,19 +1165,80 @@ def _settle_postgres(
             "WHERE id = ANY(%s) AND worker = %s AND state = 'RECEIVED' RETURNING id)"
         )
         params.extend((now, [c.db_id for c in to_start], worker))
-        select = "SELECT id FROM started"
-    if retries:
-        complete(retries)
+        selects.append(f"SELECT id, {blank}, 'B' FROM started")
+    if queues:
+        # Per queue, an ordered scan of the ready index that stops after
+        # ``limit`` unlocked rows (``queue = ANY(...)`` would read the whole
+        # backlog and sort it); then the best ``limit`` across queues, the
+        # best ``start`` of them (unless expired) STARTED at once.
+        parts.append(
+            f"""ready AS (
+                SELECT r.id, (row_number() OVER (ORDER BY r.priority DESC, r.eta, r.id) <= %s
+                              AND (r.expires IS NULL OR r.expires > %s)) AS go
+                FROM unnest(%s::varchar[]) AS q(name)
+                CROSS JOIN LATERAL (
+                    SELECT id, priority, eta, expires FROM {_T}
+                    WHERE state IN {_WAITING} AND concurrency_key IS NULL
+                      AND queue = q.name AND eta <= %s
+                    ORDER BY priority DESC, eta, id
+                    LIMIT %s
+                    FOR UPDATE SKIP LOCKED
+                ) AS r
+                ORDER BY r.priority DESC, r.eta, r.id
+                LIMIT %s
+            )"""
+        )
+        params.extend((start, now, queues, now, limit, limit))
+        parts.append(
+            f"claimed AS (UPDATE {_T} SET "
+            "state = CASE WHEN ready.go THEN 'STARTED' ELSE 'RECEIVED' END, "
+            "started_at = CASE WHEN ready.go THEN %s::timestamptz END, "
+            "worker = %s, received_at = %s, lease_expires = %s, "
+            f"attempt = {_T}.attempt + 1 "
+            f"FROM ready WHERE {_T}.id = ready.id "
+            f"RETURNING {', '.join(f'{_T}.{c}' for c in _RETURNING_COLUMNS)}, {_T}.state)"
+        )
+        params.extend((now, worker, now, lease))
+        selects.append(f"SELECT {', '.join(_RETURNING_COLUMNS)}, state FROM claimed")
+    if not parts:
+        return Turn(set(), [])
     global _last_events_notify
-    if parts and time.monotonic() - _last_events_notify >= EVENTS_NOTIFY_INTERVAL:
+    if time.monotonic() - _last_events_notify >= EVENTS_NOTIFY_INTERVAL:
         _last_events_notify = time.monotonic()
-        select += " UNION ALL SELECT NULL FROM pg_notify(%s, '')"  # one row, id NULL
+        selects.append(f"SELECT NULL, {blank}, 'N' FROM pg_notify(%s, '')")
         params.append(EVENTS_CHANNEL)
+    if not selects:
+        selects.append(f"SELECT NULL, {blank}, 'N' WHERE false")
     with _hot_cursor(conn) as cursor:
-        if parts:
-            cursor.execute("WITH " + ", ".join(parts) + " " + select, params)
-            return {str(row[0]) for row in cursor.fetchall() if row[0] is not None}
-    return set()
+        cursor.execute("WITH " + ", ".join(parts) + " " + " UNION ALL ".join(selects), params)
+        rows = cursor.fetchall()
+    started: set[str] = set()
+    claimed: list[Claimed] = []
+    for row in rows:
+        kind = row[-1]
+        if kind == "B":
+            started.add(str(row[0]))
+        elif kind != "N":
+            c = _claimed(conn, row[:-1], now, now)
+            c.started = kind == "STARTED"
+            claimed.append(c)
+    claimed.sort(key=_best_first)
+    return Turn(started, claimed)
+
+
+def _final_values(o: Outcome) -> tuple[Any, ...]:
+    return (
+        uuid.UUID(o.task_id),
+        o.attempt,
+        o.state,
+        o.result,
+        o.result_content_type,
+        o.exc_type,
+        o.exc_message,
+        o.traceback,
+        o.runtime,
+        o.done_at,
+    )
 
 
 def release(worker: str, claimed: Sequence[Claimed]) -> int:

@@ -152,45 +152,80 @@ class Worker:
             self._shutdown()
 
     def step(self) -> None:
-        """One turn: collect outcomes, claim, then in one transaction record the
-        outcomes and start the next tasks; hand those to the pool; wait."""
+        """One turn: collect outcomes, then in one transaction record them,
+        start buffered tasks and claim more; hand what may run to the pool;
+        wait."""
         # Pending at once, not in a local: if anything below fails, they are
         # written by a later turn (not dropped), and their leases renewed meanwhile.
         self.pending.extend(self.pool.collect() + self.pool.check_limits())
         self._requeue_unstarted()
         self.side_duties()
         to_start: list[queue.Claimed] = []
+        limit = start = 0
         if not self.stopping:
-            self.claim()
             to_start = self._take_startable()
-        self.settle([], to_start)
+            limit, start = self._claim_size(self.pool.free() - len(to_start))
+        self.settle([], to_start, limit, start)
         if not self.stopping:
+            if self.limits and self._queues_empty:
+                self.claim_limited()
             self._check_stop_conditions()
         self.wait()
 
-    def settle(self, outcomes: list[queue.Outcome], to_start: list[queue.Claimed]) -> None:
-        """Write outcomes (with any that failed to write earlier) and mark
-        ``to_start`` STARTED in one transaction, then hand those to the pool."""
+    def settle(
+        self,
+        outcomes: list[queue.Outcome],
+        to_start: list[queue.Claimed],
+        limit: int = 0,
+        start: int = 0,
+    ) -> None:
+        """Write outcomes (with any that failed to write earlier), mark
+        ``to_start`` STARTED and claim up to ``limit`` more (``start`` of them
+        STARTED at once) in one transaction, then hand what may run to the pool."""
         self.pending.extend(outcomes)
         batch, self.pending = self.pending, []
+        queues = self._active_queues() if limit > 0 else []
         try:
-            started = queue.settle(batch, self.name, to_start, self.now())
+            turned = queue.turn(
+                batch,
+                self.name,
+                to_start,
+                self.now(),
+                queues,
+                limit,
+                start,
+                self.options.lease_seconds,
+            )
         except BaseException:
             self.pending = batch + self.pending  # written once the database is back
             self.buffer.extendleft(reversed(to_start))  # still RECEIVED: rolled back
             raise
         self.processed += len(batch)
-        for o in batch:
-            _log_outcome(o, self.name)
-            if o.state == states.FAILURE and not o.traceback:
-                self._failed_outside_task(o)
-        self.mail_failures(batch)
+        if batch:
+            if logger.isEnabledFor(logging.INFO):
+                for o in batch:
+                    _log_outcome(o, self.name)
+            for o in batch:
+                if o.state == states.FAILURE and not o.traceback:
+                    self._failed_outside_task(o)
+            self.mail_failures(batch)
+        if queues:
+            self._queues_empty = len(turned.claimed) < limit
+            self._received(turned.claimed)
+        run: list[queue.Claimed] = []
         skipped = []
         for c in to_start:
-            if c.id in started:
-                self.pool.submit(self._job(c))
+            if c.id in turned.started:
+                run.append(c)
             else:
                 skipped.append(c)
+        for c in turned.claimed:
+            if c.started:
+                run.append(c)
+            else:
+                self.buffer.append(c)
+        if run:
+            self.pool.submit_many([self._job(c) for c in run])
         if skipped:
             self._not_started(skipped)
 
@@ -239,31 +274,42 @@ class Worker:
                 einfo="",
             )
 
-    def claim(self) -> None:
-        running = len(self.pool.running())
+    def _claim_size(self, free: int) -> tuple[int, int]:
+        """How many rows to claim now, and how many of them to start at once.
+
+        Free slots are filled straight away (claimed STARTED). Beyond them the
+        worker prefetches up to concurrency × prefetch multiplier tasks in
+        all (RECEIVED, ``inspect reserved``), refilling only when the buffer
+        can no longer feed every slot, so claims come in batches.
+        """
+        if self.buffer:
+            return 0, 0  # the buffer still feeds every slot
+        free = max(0, free)
         want = self.options.concurrency * self.options.prefetch_multiplier
-        # Refill only when the buffer can no longer feed every slot, so claims
-        # come in batches rather than one row at a time.
-        if len(self.buffer) >= self.pool.free():
+        ahead = want - len(self.pool.running()) - free
+        return max(free, free + ahead), free
+
+    def claim_limited(self) -> None:
+        """Claim rows of rate-limited or capped tasks into the buffer."""
+        want = self.options.concurrency * self.options.prefetch_multiplier
+        room = max(self.pool.free(), want - len(self.pool.running())) - len(self.buffer)
+        if room <= 0:
             return
-        limit = want - len(self.buffer) - running
-        if limit <= 0:
+        limited, self._rate_wake = queue.claim_limited(
+            self.name,
+            self._active_queues(),
+            room,
+            self.now(),
+            self.options.lease_seconds,
+            self.limits,
+        )
+        self._limited_waiting = self._rate_wake is not None
+        self._received(limited)
+        self.buffer.extend(limited)
+
+    def _received(self, claimed: list[queue.Claimed]) -> None:
+        if not claimed or not signals.task_received.receivers:
             return
-        queues = self._active_queues()
-        now = self.now()
-        claimed = queue.claim(self.name, queues, limit, now, self.options.lease_seconds)
-        self._queues_empty = len(claimed) < limit
-        if self.limits and len(claimed) < limit:
-            limited, self._rate_wake = queue.claim_limited(
-                self.name,
-                queues,
-                limit - len(claimed),
-                now,
-                self.options.lease_seconds,
-                self.limits,
-            )
-            claimed.extend(limited)
-            self._limited_waiting = self._rate_wake is not None
         for c in claimed:
             if c.name in registry:
                 send(
@@ -271,7 +317,6 @@ class Worker:
                     sender=registry.get(c.name),
                     request=_request(c, self.name),
                 )
-        self.buffer.extend(claimed)
 
     def _take_startable(self) -> list[queue.Claimed]:
         """Take as many buffered tasks as the pool has room for (revoking expired ones)."""
@@ -656,6 +701,7 @@ class Worker:
         self._release_buffer()
         outcomes = self.pool.collect()  # the solo pool's last outcome waits here
         cut, unstarted = self.pool.stop(cold=self.cold)
+        outcomes += self.pool.collect()  # any that finished just before a cold stop
         for job in cut:
             if job.claimed.acks_late:
                 unstarted.append(job)  # acks_late: run it again elsewhere

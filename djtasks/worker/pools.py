@@ -75,6 +75,11 @@ class Pool:
     def submit(self, job: Job) -> None:
         raise NotImplementedError
 
+    def submit_many(self, jobs: list[Job]) -> None:
+        """Hand over several jobs at once (no more than :meth:`free` slots)."""
+        for job in jobs:
+            self.submit(job)
+
     def waitables(self) -> list[Any]:
         return []
 
@@ -103,9 +108,18 @@ class Pool:
         return [], []
 
 
-# Each slot holds a running job plus this many waiting behind it, so a child
-# never idles while the worker writes outcomes and fetches the next tasks.
+# Each slot holds a running job plus at least one waiting behind it, so a
+# child never idles while the worker writes outcomes and fetches the next
+# tasks. A prefork child of short tasks holds more: DJTASKS_WORKER_LOOKAHEAD
+# seconds of them, up to MAX_DEPTH (see PreforkPool._depth).
 DEPTH = 2
+MAX_DEPTH = 100
+#: What running a task costs a child besides the task itself (decode, request,
+#: signals, encode), in seconds: the floor of the per-task estimate.
+TASK_OVERHEAD = 30e-6
+#: A child reports finished tasks at the latest this long after the first of
+#: them finished (sooner when it has nothing left to run).
+REPORT_INTERVAL = 0.001
 
 
 # -- solo ------------------------------------------------------------------------
@@ -306,38 +320,94 @@ def _rss_kib() -> int:
 
 
 def _child_main(
-    pipe: Connection, hostname: str, max_tasks: int | None, max_memory_kib: int | None = None
+    pipe: Connection,
+    hostname: str,
+    max_tasks: int | None,
+    max_memory_kib: int | None = None,
+    progress: Any = None,
 ) -> None:
+    """A prefork child: run the jobs the parent sends, in order, and report
+    their outcomes.
+
+    The parent sends lists of jobs; the child sends back lists of outcomes,
+    as soon as it has nothing left to run and at least every
+    ``REPORT_INTERVAL``, so a burst of short tasks costs one pipe message
+    per batch rather than one per task. ``progress`` (shared memory) holds
+    how many jobs this child has started and finished and when the last one
+    started, so that the parent knows at any time which job runs (time
+    limits, ``revoke --terminate``) and, if the child dies, which jobs never
+    started.
+    """
     _child_setup()
     signal.signal(signal.SIGALRM, _on_soft_limit)
     done = 0
+    outcomes: list[Outcome] = []
+    first_done = 0.0
+    expected: dict[str, float] = {}  # recent run time by task name
+    mono = time.monotonic
     while True:
         try:
-            job = pipe.recv()
+            jobs = pipe.recv()
         except (EOFError, OSError):
             break
-        if job is None:
+        if jobs is None:
             break
-        if job.soft_time_limit:
-            signal.setitimer(signal.ITIMER_REAL, job.soft_time_limit)
-        try:
-            outcome = execute(job.claimed, hostname)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        done += 1
-        over_memory = bool(max_memory_kib and _rss_kib() > max_memory_kib)
-        if over_memory:
-            logger.warning(
-                "child %s uses %d KiB > --max-memory-per-child %d KiB; replacing it",
-                os.getpid(),
-                _rss_kib(),
-                max_memory_kib,
-            )
-        leaving = over_memory or bool(max_tasks and done >= max_tasks)
-        # Said with the outcome, so the parent hands this child nothing more.
-        pipe.send((outcome, leaving))
+        leaving = False
+        last = len(jobs) - 1
+        for i, job in enumerate(jobs):
+            name = job.claimed.name
+            if outcomes and expected.get(name, REPORT_INTERVAL) >= REPORT_INTERVAL:
+                # This task may take a while: report what is done first.
+                pipe.send((outcomes, False))
+                outcomes = []
+            if progress is not None:
+                progress[1] = mono()
+                progress[0] += 1
+            if job.soft_time_limit:
+                signal.setitimer(signal.ITIMER_REAL, job.soft_time_limit)
+            try:
+                outcome = execute(job.claimed, hostname)
+            finally:
+                if job.soft_time_limit:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            if progress is not None:
+                progress[2] += 1
+            if outcome.runtime is not None:
+                seen = expected.get(name)
+                expected[name] = (
+                    outcome.runtime if seen is None else seen + 0.2 * (outcome.runtime - seen)
+                )
+            done += 1
+            if not outcomes:
+                first_done = mono()
+            outcomes.append(outcome)
+            over_memory = bool(max_memory_kib and _rss_kib() > max_memory_kib)
+            if over_memory:
+                logger.warning(
+                    "child %s uses %d KiB > --max-memory-per-child %d KiB; replacing it",
+                    os.getpid(),
+                    _rss_kib(),
+                    max_memory_kib,
+                )
+            leaving = over_memory or bool(max_tasks and done >= max_tasks)
+            if (
+                leaving
+                or mono() - first_done >= REPORT_INTERVAL
+                or (i == last and not pipe.poll())
+            ):
+                # Said with the outcomes, so the parent hands this child
+                # nothing more (and re-queues what it will not run).
+                pipe.send((outcomes, leaving))
+                outcomes = []
+            if leaving:
+                break
         if leaving:
             break
+    if outcomes:  # told to stop with the next jobs already sent
+        try:
+            pipe.send((outcomes, False))
+        except OSError:
+            pass
     connections.close_all()
 
 
@@ -345,11 +415,42 @@ def _child_main(
 class _Child:
     process: Any
     pipe: Connection
-    jobs: deque[Job] = field(default_factory=deque)  # jobs[0] runs, the rest wait
-    started: float = 0.0  # when jobs[0] started, as near as the parent can tell
+    # Shared with the child: [jobs started, when the last one started
+    # (time.monotonic), jobs finished]. Written only by the child.
+    progress: Any
+    # Jobs handed over whose outcome has not come back, in the child's order:
+    # finished (outcome on its way), running, then waiting.
+    jobs: deque[Job] = field(default_factory=deque)
+    reported: int = 0  # outcomes received: jobs[0] is the child's job number `reported`
     retiring: bool = False  # shrinking: takes no more jobs, exits when done
     leaving: bool = False  # said it exits after its task (limits): replaced, no new jobs
     given: int = 0  # jobs handed to it in its life (it exits after max_tasks_per_child)
+
+    def running_index(self) -> int | None:
+        """Where the job the child runs now is in ``jobs``, if it runs one."""
+        started, finished = int(self.progress[0]), int(self.progress[2])
+        if started == finished:
+            return None
+        i = started - 1 - self.reported
+        return i if 0 <= i < len(self.jobs) else None
+
+    def unstarted_from(self) -> int:
+        """Index in ``jobs`` of the first job the child has not started."""
+        return max(0, int(self.progress[0]) - self.reported)
+
+    def read(self, done: list[Outcome]) -> None:
+        """Take in the outcomes the child has sent so far."""
+        while self.jobs and self.pipe.poll():
+            try:
+                outcomes, leaving = self.pipe.recv()
+            except (EOFError, OSError):
+                break
+            done.extend(outcomes)
+            self.leaving = self.leaving or leaving
+            for _ in outcomes:
+                if self.jobs:
+                    self.jobs.popleft()
+            self.reported += len(outcomes)
 
 
 class PreforkPool(Pool):
@@ -361,13 +462,17 @@ class PreforkPool(Pool):
         hostname: str,
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | None = None,
+        lookahead: float | None = None,
     ) -> None:
         super().__init__(concurrency, hostname)
         self.max_tasks_per_child = max_tasks_per_child
         self.max_memory_per_child = max_memory_per_child
+        self.lookahead = settings.WORKER_LOOKAHEAD if lookahead is None else lookahead
         self._ctx = multiprocessing.get_context("fork")
         self._children: list[_Child] = []
         self._unstarted: list[Job] = []  # handed to a child that died before running them
+        self._late: list[Outcome] = []  # read from children killed by a cold stop
+        self._per_task: float | None = None  # recent seconds per task in a child
 
     def start(self) -> None:
         for _ in range(self.concurrency):
@@ -375,19 +480,51 @@ class PreforkPool(Pool):
 
     def _spawn(self) -> _Child:
         parent_end, child_end = self._ctx.Pipe()
+        progress = self._ctx.RawArray("d", 3)
         process = self._ctx.Process(
             target=_child_main,
-            args=(child_end, self.hostname, self.max_tasks_per_child, self.max_memory_per_child),
+            args=(
+                child_end,
+                self.hostname,
+                self.max_tasks_per_child,
+                self.max_memory_per_child,
+                progress,
+            ),
             name="djtasks-child",
             daemon=True,
         )
         process.start()
         child_end.close()
-        return _Child(process, parent_end)
+        return _Child(process, parent_end, progress)
 
     def _depth(self) -> int:
-        # A child that will exit after its next tasks must not be handed more.
-        return 1 if self.max_tasks_per_child or self.max_memory_per_child else DEPTH
+        """How many jobs a child may hold: its running one and those waiting.
+
+        A child that will exit after its next tasks must not be handed more.
+        Otherwise one waiting job, or as many as DJTASKS_WORKER_LOOKAHEAD
+        seconds of recent tasks: a child of 50 µs tasks would starve on a
+        single waiting job while the worker writes to the database.
+        """
+        if self.max_tasks_per_child or self.max_memory_per_child:
+            return 1
+        if not self.lookahead or self._per_task is None:
+            return DEPTH
+        ahead = int(self.lookahead / self._per_task)
+        return max(DEPTH, min(MAX_DEPTH, 1 + ahead))
+
+    def _learn(self, outcomes: list[Outcome]) -> None:
+        # The tasks' own run times, plus what running any task costs a child.
+        runtimes = [o.runtime for o in outcomes if o.runtime is not None]
+        if not runtimes:
+            return
+        per_task = TASK_OVERHEAD + sum(runtimes) / len(runtimes)
+        if self._per_task is None:
+            self._per_task = per_task
+        else:
+            # A slow task counts at once (no child holds a queue of them),
+            # a fast one slowly (the queue grows over a few batches).
+            weight = 0.5 if per_task > self._per_task else 0.1
+            self._per_task += weight * (per_task - self._per_task)
 
     def _open(self) -> list[_Child]:
         # A child that has been given its last task before --max-tasks-per-child
@@ -403,7 +540,7 @@ class PreforkPool(Pool):
 
     def free(self) -> int:
         depth = self._depth()
-        return sum(depth - len(c.jobs) for c in self._open())
+        return sum(max(0, depth - len(c.jobs)) for c in self._open())
 
     def grow(self, n: int) -> None:
         self.concurrency += n
@@ -426,70 +563,77 @@ class PreforkPool(Pool):
 
     def terminate(self, task_id: str) -> Outcome | None:
         for i, child in enumerate(self._children):
-            if child.jobs and child.jobs[0].claimed.id == task_id:
-                job = child.jobs[0]
-                logger.warning(
-                    "terminating %s[%s] (child %s)", job.claimed.name, task_id, child.process.pid
-                )
-                child.process.kill()
-                out: list[Outcome] = []
-                self._children[i] = self._replace(child, out, reason="terminated")
-                self._children = [c for c in self._children if c is not None]
-                return Outcome(
-                    task_id,
-                    job.claimed.attempt,
-                    states.REVOKED,
-                    timezone.now(),
-                    exc_type="djtasks.exceptions.TaskRevokedError",
-                    exc_message="terminated while running (revoke --terminate)",
-                    task_name=job.claimed.name,
-                )
+            at = child.running_index()
+            if at is None or child.jobs[at].claimed.id != task_id:
+                continue
+            job = child.jobs[at]
+            logger.warning(
+                "terminating %s[%s] (child %s)", job.claimed.name, task_id, child.process.pid
+            )
+            child.process.kill()
+            out: list[Outcome] = []
+            self._children[i] = self._replace(child, out, cut=job)
+            self._children = [c for c in self._children if c is not None]
+            return Outcome(
+                task_id,
+                job.claimed.attempt,
+                states.REVOKED,
+                timezone.now(),
+                exc_type="djtasks.exceptions.TaskRevokedError",
+                exc_message="terminated while running (revoke --terminate)",
+                task_name=job.claimed.name,
+            )
         return None
 
     def submit(self, job: Job) -> None:
+        self.submit_many([job])
+
+    def submit_many(self, jobs: list[Job]) -> None:
+        """Share ``jobs`` out among the children with room, least loaded first,
+        in one pipe message per child."""
         depth = self._depth()
-        child = min(
-            (c for c in self._open() if len(c.jobs) < depth),
-            key=lambda c: len(c.jobs),
-            default=None,
-        )
-        if child is None:
-            # The consumer saw a free slot, then marked the row STARTED, and the
-            # child died in between: hand the job back to be re-queued, for a
-            # raise here would leave the row STARTED with nobody running it.
-            logger.warning(
-                "no live child for %s[%s]; re-queueing it", job.claimed.name, job.claimed.id
+        batches: dict[int, list[Job]] = {}
+        open_children = self._open()
+        for job in jobs:
+            child = min(
+                (c for c in open_children if len(c.jobs) < depth),
+                key=lambda c: len(c.jobs),
+                default=None,
             )
-            self._unstarted.append(job)
-            return
-        if not child.jobs:
-            child.started = time.monotonic()
-        child.jobs.append(job)
-        child.given += 1
-        try:
-            child.pipe.send(job)
-        except OSError:
-            pass  # the child died; collect() reports it and re-queues what never started
+            if child is None:
+                # The consumer saw a free slot, then marked the row STARTED,
+                # and the child died in between: hand the job back to be
+                # re-queued, for a raise here would leave the row STARTED
+                # with nobody running it.
+                logger.warning(
+                    "no live child for %s[%s]; re-queueing it", job.claimed.name, job.claimed.id
+                )
+                self._unstarted.append(job)
+                continue
+            child.jobs.append(job)
+            child.given += 1
+            batches.setdefault(id(child), []).append(job)
+        for child in open_children:
+            batch = batches.get(id(child))
+            if batch:
+                try:
+                    child.pipe.send(batch)
+                except OSError:
+                    pass  # the child died; collect() reports it and re-queues what never started
 
     def waitables(self) -> list[Any]:
         return [c.pipe for c in self._children] + [c.process.sentinel for c in self._children]
 
     def collect(self) -> list[Outcome]:
-        done: list[Outcome] = []
+        done, self._late = self._late, []
         for i, child in enumerate(self._children):
-            while child.jobs and child.pipe.poll():
-                try:
-                    outcome, leaving = child.pipe.recv()
-                    done.append(outcome)
-                    child.leaving = child.leaving or leaving
-                except (EOFError, OSError):
-                    break
-                child.jobs.popleft()
-                child.started = time.monotonic()
+            child.read(done)
             self._retire_if_idle(child)
             if not child.process.is_alive():
+                child.read(done)  # what it sent before it died
                 self._children[i] = self._replace(child, done)
         self._children = [c for c in self._children if c is not None]
+        self._learn(done)
         return done
 
     def take_unstarted(self) -> list[Job]:
@@ -498,37 +642,49 @@ class PreforkPool(Pool):
         return jobs
 
     def _replace(
-        self, child: _Child, done: list[Outcome], reason: str | None = None
+        self, child: _Child, done: list[Outcome], cut: Job | None = None
     ) -> _Child | None:
+        """Account for a dead child's jobs, and start another in its place.
+
+        ``cut`` is a job whose end the caller records (killed for its time
+        limit, or terminated). Jobs the child never started are re-queued.
+        One it started without reporting its end either ran when it died or
+        finished just before, its outcome lost: an ``acks_late`` one is
+        delivered again, any other ends in ``WorkerLostError``.
+        """
         child.process.join()
         code = child.process.exitcode
-        if child.jobs:
-            running = child.jobs.popleft()
-            if reason is None:
-                how = (
-                    f"signal {signal.Signals(-code).name}"
-                    if code is not None and code < 0
-                    else f"exit code {code}"
-                )
-                logger.error(
-                    "child process %s died (%s) while running %s[%s]",
-                    child.process.pid,
-                    how,
-                    running.claimed.name,
-                    running.claimed.id,
-                )
-                c = running.claimed
-                if c.acks_late and c.attempt - c.retries < settings.MAX_REDELIVERIES:
-                    self._unstarted.append(running)  # acks_late: deliver it again
-                else:
-                    done.append(
-                        lost(
-                            c,
-                            "djtasks.exceptions.WorkerLostError",
-                            f"the worker's child process died ({how}) while running this task",
-                        )
+        jobs = list(child.jobs)
+        first_unstarted = min(child.unstarted_from(), len(jobs))
+        started, never = jobs[:first_unstarted], jobs[first_unstarted:]
+        how = (
+            f"signal {signal.Signals(-code).name}"
+            if code is not None and code < 0
+            else f"exit code {code}"
+        )
+        for job in started:
+            if job is cut:
+                continue
+            c = job.claimed
+            logger.error(
+                "child process %s died (%s) while running %s[%s]",
+                child.process.pid,
+                how,
+                c.name,
+                c.id,
+            )
+            if c.acks_late and c.attempt - c.retries < settings.MAX_REDELIVERIES:
+                self._unstarted.append(job)  # acks_late: deliver it again
+            else:
+                done.append(
+                    lost(
+                        c,
+                        "djtasks.exceptions.WorkerLostError",
+                        f"the worker's child process died ({how}) while running this task",
                     )
-            self._unstarted.extend(child.jobs)
+                )
+        self._unstarted.extend(never)
+        child.jobs.clear()
         child.pipe.close()
         if child.retiring:
             return None  # shrunk away: not replaced
@@ -542,20 +698,16 @@ class PreforkPool(Pool):
         now = time.monotonic()
         out: list[Outcome] = []
         for i, child in enumerate(self._children):
-            job = child.jobs[0] if child.jobs else None
-            if job is None or not job.time_limit or now - child.started < job.time_limit:
+            at = child.running_index()
+            if at is None:
+                continue
+            job = child.jobs[at]
+            if not job.time_limit or now - child.progress[1] < job.time_limit:
                 continue
             # Its outcome may have arrived just now: read before judging.
-            while child.jobs and child.pipe.poll():
-                try:
-                    outcome, leaving = child.pipe.recv()
-                    out.append(outcome)
-                    child.leaving = child.leaving or leaving
-                except (EOFError, OSError):
-                    break
-                child.jobs.popleft()
-                child.started = now
-            if not child.jobs or child.jobs[0] is not job:
+            child.read(out)
+            at = child.running_index()
+            if at is None or child.jobs[at] is not job:
                 continue
             logger.error(
                 "task %s[%s] exceeded its time limit of %ss; killing child %s",
@@ -572,7 +724,7 @@ class PreforkPool(Pool):
                     f"hard time limit ({job.time_limit}s) exceeded",
                 )
             )
-            self._children[i] = self._replace(child, out, reason="time limit")
+            self._children[i] = self._replace(child, out, cut=job)
         self._children = [c for c in self._children if c is not None]
         return out
 
@@ -582,9 +734,14 @@ class PreforkPool(Pool):
         for child in self._children:
             if cold:
                 child.process.kill()
-                if child.jobs:
-                    running.append(child.jobs[0])
-                    waiting.extend(list(child.jobs)[1:])
+        for child in self._children:
+            if cold:
+                child.process.join()
+                child.read(self._late)  # finished before the kill: collect() returns them
+                jobs = list(child.jobs)
+                first_unstarted = min(child.unstarted_from(), len(jobs))
+                running.extend(jobs[:first_unstarted])
+                waiting.extend(jobs[first_unstarted:])
             else:
                 try:
                     child.pipe.send(None)
