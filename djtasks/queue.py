@@ -39,6 +39,8 @@ EVENTS_CHANNEL = "djtasks_events"
 #: ~1,100 to ~180 commits/s, while one per 0.1 s stayed within noise.
 EVENTS_NOTIFY_INTERVAL = 0.1
 _last_events_notify = 0.0
+#: From this many rows, an enqueue on PostgreSQL uses COPY rather than INSERT.
+COPY_THRESHOLD = 50
 
 _T = TaskRecord._meta.db_table
 _WAITING = "('PENDING', 'RETRY')"
@@ -311,7 +313,10 @@ def enqueue(messages: Sequence[Message]) -> list[str]:
     conn = connection()
     plain = [m for m in messages if m.unique_key is None]
     notify = _notify_due(conn, {m.queue for m in messages})
-    if plain:
+    if len(plain) >= COPY_THRESHOLD and is_postgres(conn):
+        _copy(conn, plain, notify)
+        notify = []
+    elif plain:
         _insert(conn, plain, "", notify)
         notify = []
     existing: list[str] = []
@@ -331,7 +336,7 @@ def enqueue_bulk(messages: Sequence[Message], chunk_size: int = 1000) -> None:
         raise ValueError("bulk enqueue does not take unique_key; enqueue those one by one")
     conn = connection()
     if is_postgres(conn):
-        _copy(conn, messages)
+        _copy(conn, messages, sorted({m.queue for m in messages}))
         return
     with transaction.atomic(using=conn.alias):
         for start in range(0, len(messages), chunk_size):
@@ -340,9 +345,9 @@ def enqueue_bulk(messages: Sequence[Message], chunk_size: int = 1000) -> None:
             _insert(conn, chunk, "", sorted({m.queue for m in messages}) if last else [])
 
 
-def _copy(conn: BaseDatabaseWrapper, messages: Sequence[Message]) -> None:
+def _copy(conn: BaseDatabaseWrapper, messages: Sequence[Message], notify: Sequence[str]) -> None:
     """PostgreSQL: COPY the rows in (far cheaper than INSERT for thousands),
-    then NOTIFY, all in one transaction."""
+    then NOTIFY the queues ``notify``, all in one transaction."""
     import psycopg
 
     columns = [
@@ -357,8 +362,12 @@ def _copy(conn: BaseDatabaseWrapper, messages: Sequence[Message]) -> None:
     with transaction.atomic(using=conn.alias), conn.wrap_database_errors:
         conn.ensure_connection()
         with psycopg.Cursor(conn.connection) as cursor:
+            headers: dict[int, str] = {}  # bulk calls share one headers dict
             with cursor.copy(f"COPY {_T} ({', '.join(columns)}) FROM STDIN") as copy:
                 for m in messages:
+                    key = id(m.headers)
+                    if key not in headers:
+                        headers[key] = json.dumps(m.headers)
                     copy.write_row(
                         (
                             m.id,
@@ -368,7 +377,7 @@ def _copy(conn: BaseDatabaseWrapper, messages: Sequence[Message]) -> None:
                             m.state,
                             m.content_type,
                             m.payload,
-                            json.dumps(m.headers),
+                            headers[key],
                             m.eta,
                             m.expires,
                             m.acks_late,
@@ -391,7 +400,7 @@ def _copy(conn: BaseDatabaseWrapper, messages: Sequence[Message]) -> None:
                             "",
                         )
                     )
-            for q in sorted({m.queue for m in messages}):
+            for q in notify:
                 cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, q])
 
 
@@ -1269,6 +1278,28 @@ def requeue_running(worker: str, claimed: Sequence[Claimed]) -> int:
     )
     with _write_transaction(conn) as cursor:
         cursor.execute(sql, [*in_params, worker])
+        return cursor.rowcount
+
+
+def requeue_orphans(worker: str, since: dt.datetime, known: Sequence[str]) -> int:
+    """Put back rows claimed under ``worker``'s name since ``since`` that it
+    does not know it holds: a statement claimed them and committed, but its
+    reply never reached the worker. They were never handed to a task, so
+    they go back to the queue at once (the claim still counts as an attempt).
+    """
+    conn = connection()
+    sql = (
+        f"UPDATE {_T} SET state = 'PENDING', worker = '', lease_expires = NULL, "
+        "received_at = NULL, started_at = NULL, custom_state = '' "
+        f"WHERE worker = %s AND state IN {_HELD} AND received_at >= %s"
+    )
+    params: list[Any] = [worker, _dt(conn, since)]
+    if known:
+        in_sql, in_params = _in_list(conn, [_db_id(conn, t) for t in known])
+        sql += f" AND NOT (id {in_sql})"
+        params.extend(in_params)
+    with _write_transaction(conn) as cursor:
+        cursor.execute(sql, params)
         return cursor.rowcount
 
 

@@ -96,6 +96,8 @@ class Worker:
         self.queues: list[str] = list(options.queues)
         self.paused: set[str] = set()
         self.started_at = time.time()
+        self._born = clock()  # rows claimed since then under our name are ours
+        self._reply_lost = False  # a turn failed: it may have committed unseen claims
         self.buffer: deque[queue.Claimed] = deque()
         self.pending: list[queue.Outcome] = []
         self.processed = 0
@@ -159,6 +161,8 @@ class Worker:
         # written by a later turn (not dropped), and their leases renewed meanwhile.
         self.pending.extend(self.pool.collect() + self.pool.check_limits())
         self._requeue_unstarted()
+        if self._reply_lost:
+            self._requeue_orphans()
         self.side_duties()
         to_start: list[queue.Claimed] = []
         limit = start = 0
@@ -199,6 +203,9 @@ class Worker:
         except BaseException:
             self.pending = batch + self.pending  # written once the database is back
             self.buffer.extendleft(reversed(to_start))  # still RECEIVED: rolled back
+            # Or not: the statement may have committed and only its reply
+            # been lost, with rows claimed that this worker never saw.
+            self._reply_lost = bool(queues)
             raise
         self.processed += len(batch)
         if batch:
@@ -249,6 +256,16 @@ class Worker:
                 logger.info("%s[%s] was not started here (revoked, or re-queued)", c.name, c.id)
             else:
                 logger.info("%s[%s] was revoked before it started", c.name, c.id)
+
+    def _requeue_orphans(self) -> None:
+        n = queue.requeue_orphans(self.name, self._born, self.held_ids())
+        self._reply_lost = False
+        if n:
+            logger.warning(
+                "re-queued %d task(s) claimed by a statement whose reply was lost; "
+                "they never ran here",
+                n,
+            )
 
     def _failed_outside_task(self, o: queue.Outcome) -> None:
         # Lost children and time limits end a task without its own code seeing

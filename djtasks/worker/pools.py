@@ -390,11 +390,7 @@ def _child_main(
                     max_memory_kib,
                 )
             leaving = over_memory or bool(max_tasks and done >= max_tasks)
-            if (
-                leaving
-                or mono() - first_done >= REPORT_INTERVAL
-                or (i == last and not pipe.poll())
-            ):
+            if leaving or mono() - first_done >= REPORT_INTERVAL or (i == last and not pipe.poll()):
                 # Said with the outcomes, so the parent hands this child
                 # nothing more (and re-queues what it will not run).
                 pipe.send((outcomes, leaving))
@@ -641,9 +637,7 @@ class PreforkPool(Pool):
         jobs, self._unstarted = self._unstarted, []
         return jobs
 
-    def _replace(
-        self, child: _Child, done: list[Outcome], cut: Job | None = None
-    ) -> _Child | None:
+    def _replace(self, child: _Child, done: list[Outcome], cut: Job | None = None) -> _Child | None:
         """Account for a dead child's jobs, and start another in its place.
 
         ``cut`` is a job whose end the caller records (killed for its time

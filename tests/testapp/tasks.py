@@ -102,6 +102,13 @@ def flaky(self: Any, failures: int) -> int:
 
 
 @task
+def nap(seconds: float) -> float:
+    """Sleep without touching the database (pool tests run it without one)."""
+    time.sleep(seconds)
+    return seconds
+
+
+@task
 def unencodable() -> object:
     return object()
 

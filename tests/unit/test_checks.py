@@ -56,6 +56,8 @@ def test_the_test_settings_pass() -> None:
         ("PREFETCH_MULTIPLIER", 2.0, "djtasks.E012"),
         ("RESULT_EXPIRES", -1, "djtasks.E013"),
         ("LISTEN_DATABASE_URL", "mysql://x", "djtasks.E014"),
+        ("WORKER_LOOKAHEAD", -0.001, "djtasks.E016"),
+        ("WORKER_LOOKAHEAD", "5ms", "djtasks.E016"),
     ],
 )
 def test_bad_value_gives_its_error(setting: str, value: Any, error_id: str) -> None:
