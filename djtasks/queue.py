@@ -45,6 +45,11 @@ COPY_THRESHOLD = 50
 _T = TaskRecord._meta.db_table
 _WAITING = "('PENDING', 'RETRY')"
 _HELD = "('RECEIVED', 'STARTED')"
+# The same test written so that the planner cannot match it to the partial
+# index of held rows: the statements that update a few rows by id must look
+# them up by primary key. Matched, the planner walks the whole held index
+# (expecting one row there, it finds every dead entry since the last vacuum).
+_HELD_OPAQUE = f"COALESCE(t.state, '') IN {_HELD}"
 WORKER_LOST = "djtasks.exceptions.WorkerLostError"
 REVOKED_ERROR = "djtasks.exceptions.TaskRevokedError"
 
@@ -1164,14 +1169,15 @@ def _turn_postgres(
             "exc_message = v.exc_message, traceback = v.traceback, runtime = v.runtime, "
             "done_at = v.done_at, started_at = COALESCE(t.started_at, v.done_at), "
             "lease_expires = NULL, custom_state = '' "
-            f"FROM v WHERE t.id = v.id AND t.attempt = v.attempt AND t.state IN {_HELD} "
+            f"FROM v WHERE t.id = v.id AND t.attempt = v.attempt AND {_HELD_OPAQUE} "
             "RETURNING 1)"
         )
     if to_start:
         # Disjoint from the rows above: those are STARTED, these RECEIVED.
         parts.append(
             f"started AS (UPDATE {_T} SET state = 'STARTED', started_at = %s "
-            "WHERE id = ANY(%s) AND worker = %s AND state = 'RECEIVED' RETURNING id)"
+            "WHERE id = ANY(%s) AND worker = %s AND COALESCE(state, '') = 'RECEIVED' "
+            "RETURNING id)"
         )
         params.extend((now, [c.db_id for c in to_start], worker))
         selects.append(f"SELECT id, {blank}, 'B' FROM started")

@@ -300,6 +300,69 @@ def test_a_row_revoked_after_its_claim_is_not_started() -> None:
 
 
 @pytest.mark.django_db
+def test_a_claim_starts_the_rows_its_free_slots_take_at_once() -> None:
+    best = put(priority=5)
+    late = put(priority=4, expires=T0 - dt.timedelta(seconds=1))
+    rest = [put(eta=T0 - dt.timedelta(seconds=9 - i)) for i in range(3)]  # in this order
+    claimed = queue.claim("w1", ["default"], 4, T0, LEASE, start=2)
+    # The best two would start, but one has expired: it waits, RECEIVED, for
+    # the worker to revoke it; the third-best is not moved up in its place.
+    assert [(c.id, c.started, c.expired) for c in claimed] == [
+        (best, True, False),
+        (late, False, True),
+        (rest[0], False, False),
+        (rest[1], False, False),
+    ]
+    r = row(best)
+    assert (r.state, r.started_at, r.received_at, r.attempt) == (states.STARTED, T0, T0, 1)
+    assert [row(i).state for i in (late, *rest)] == [
+        states.RECEIVED,
+        states.RECEIVED,
+        states.RECEIVED,
+        states.PENDING,
+    ]
+
+
+@pytest.mark.django_db
+def test_a_turn_writes_outcomes_starts_buffered_rows_and_claims_in_one_go() -> None:
+    ids = [put(eta=T0 - dt.timedelta(seconds=9 - i)) for i in range(6)]  # claimed in this order
+    first = queue.turn([], "w1", [], T0, ["default"], 3, 1, LEASE)
+    assert first.started == set()
+    running, *buffered = first.claimed
+    assert [c.id for c in first.claimed] == ids[:3]
+    assert [c.started for c in first.claimed] == [True, False, False]
+    second = queue.turn([success(running)], "w1", buffered[:1], T0, ["default"], 2, 1, LEASE)
+    assert second.started == {buffered[0].id}
+    assert [(c.id, c.started) for c in second.claimed] == [(ids[3], True), (ids[4], False)]
+    assert [row(i).state for i in ids] == [
+        states.SUCCESS,
+        states.STARTED,
+        states.RECEIVED,
+        states.STARTED,
+        states.RECEIVED,
+        states.PENDING,
+    ]
+    # Nothing to do is no statement at all.
+    assert queue.turn([], "w1", [], T0) == queue.Turn(set(), [])
+
+
+@pytest.mark.django_db
+def test_orphans_of_a_lost_reply_go_back_but_known_and_older_rows_stay() -> None:
+    older, known, orphan = (put(eta=T0 - dt.timedelta(seconds=9 - i)) for i in range(3))
+    # Held by a process that had the same name before this one started.
+    queue.claim("w1", ["default"], 1, T0, LEASE, start=1)
+    born = T0 + dt.timedelta(seconds=5)
+    claimed = queue.claim("w1", ["default"], 2, born, LEASE, start=2)
+    assert [c.id for c in claimed] == [known, orphan]
+    assert queue.requeue_orphans("w1", born, [known]) == 1
+    r = row(orphan)
+    assert (r.state, r.worker, r.started_at, r.lease_expires) == (states.PENDING, "", None, None)
+    assert row(known).state == states.STARTED
+    assert row(older).state == states.STARTED  # its lease decides (WorkerLostError)
+    assert queue.requeue_orphans("w2", born, []) == 0
+
+
+@pytest.mark.django_db
 def test_release_puts_unstarted_rows_back_at_once() -> None:
     put()
     put()
