@@ -205,7 +205,7 @@ class Worker:
             self.buffer.extendleft(reversed(to_start))  # still RECEIVED: rolled back
             # Or not: the statement may have committed and only its reply
             # been lost, with rows claimed that this worker never saw.
-            self._reply_lost = bool(queues)
+            self._reply_lost = self._reply_lost or bool(queues)
             raise
         self.processed += len(batch)
         if batch:
@@ -583,17 +583,22 @@ class Worker:
             "queues": list(self.queues),
             "paused": sorted(self.paused),
             "processed": self.processed,
-            "running": len(self.pool.running()),
-            "reserved": len(self.buffer),
+            "running": len(self.pool.executing()),
+            "reserved": len(self.pool.running()) - len(self.pool.executing()) + len(self.buffer),
             "uptime": round(time.time() - self.started_at, 1),
             "prefetch_multiplier": self.options.prefetch_multiplier,
         }
 
     def active(self) -> list[dict[str, Any]]:
-        return [_describe(j.claimed) for j in self.pool.running()]
+        """The tasks running right now."""
+        return [_describe(j.claimed) for j in self.pool.executing()]
 
     def reserved(self) -> list[dict[str, Any]]:
-        return [_describe(c) for c in self.buffer]
+        """The tasks held but not running: queued in a pool slot (already
+        STARTED), then claimed and waiting in the worker (RECEIVED)."""
+        executing = {id(j) for j in self.pool.executing()}
+        queued = [j.claimed for j in self.pool.running() if id(j) not in executing]
+        return [_describe(c) for c in [*queued, *self.buffer]]
 
     def _revoke_expired(self, c: queue.Claimed) -> None:
         revoked = queue.revoke(

@@ -87,7 +87,12 @@ class Pool:
         raise NotImplementedError
 
     def running(self) -> list[Job]:
+        """Every job handed over and not yet reported: running or queued."""
         raise NotImplementedError
+
+    def executing(self) -> list[Job]:
+        """The jobs running at this moment (``running()`` less those queued)."""
+        return self.running()
 
     def check_limits(self) -> list[Outcome]:
         return []
@@ -258,6 +263,10 @@ class ThreadPool(Pool):
     def running(self) -> list[Job]:
         with self._lock:
             return list(self._jobs.values())
+
+    def executing(self) -> list[Job]:
+        with self._lock:
+            return [j for i, j in self._jobs.items() if i in self._started]
 
     def stop(self, cold: bool = False) -> tuple[list[Job], list[Job]]:
         if cold:
@@ -686,6 +695,9 @@ class PreforkPool(Pool):
 
     def running(self) -> list[Job]:
         return [j for c in self._children for j in c.jobs] + self._unstarted
+
+    def executing(self) -> list[Job]:
+        return [c.jobs[i] for c in self._children if (i := c.running_index()) is not None]
 
     def check_limits(self) -> list[Outcome]:
         """Kill children past their task's hard time limit; their tasks fail."""
