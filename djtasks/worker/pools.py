@@ -576,8 +576,9 @@ class PreforkPool(Pool):
                 "terminating %s[%s] (child %s)", job.claimed.name, task_id, child.process.pid
             )
             child.process.kill()
-            out: list[Outcome] = []
-            self._children[i] = self._replace(child, out, cut=job)
+            # What else it finished, or was running, collect() reports next.
+            child.read(self._late)
+            self._children[i] = self._replace(child, self._late, cut=job)
             self._children = [c for c in self._children if c is not None]
             return Outcome(
                 task_id,

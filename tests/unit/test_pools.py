@@ -193,3 +193,25 @@ def test_a_cold_stop_reports_what_ran_and_what_never_started() -> None:
     wait_until(lambda: _running(pool, nap.claimed.id), 10, message="the nap to start")
     cut, unstarted = pool.stop(cold=True)
     assert cut == [nap] and unstarted == after
+
+
+def test_terminate_in_the_middle_of_a_batch() -> None:
+    pool = started_pool(1, lookahead=0.005)
+    try:
+        drain(pool, [Job(call(tasks.add, i, i)) for i in range(500)])
+        before = [Job(call(tasks.add, i, 1)) for i in range(3)]
+        nap = Job(call(tasks.nap, 30))
+        after = [Job(call(tasks.add, i, 2)) for i in range(3)]
+        pool.submit_many([*before, nap, *after])
+        wait_until(lambda: _running(pool, nap.claimed.id), 10, message="the nap to start")
+        revoked = pool.terminate(nap.claimed.id)
+        assert revoked is not None
+        assert (revoked.task_id, revoked.state) == (nap.claimed.id, states.REVOKED)
+        # The tasks it finished before are reported, those behind it handed back.
+        finished = pool.collect()
+        assert sorted(o.task_id for o in finished) == sorted(j.claimed.id for j in before)
+        assert {o.state for o in finished} == {states.SUCCESS}
+        assert pool.take_unstarted() == after
+        assert pool.terminate(nap.claimed.id) is None  # nothing of it runs any more
+    finally:
+        pool.stop(cold=True)
