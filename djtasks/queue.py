@@ -1284,7 +1284,7 @@ def _turn_postgres(
 
 def _final_values(o: Outcome) -> tuple[Any, ...]:
     return (
-        uuid.UUID(o.task_id),
+        o.task_id,  # text, cast to uuid[] by the statement (cheaper than uuid.UUID here)
         o.attempt,
         o.state,
         o.result,
