@@ -409,69 +409,42 @@ def _copy(conn: BaseDatabaseWrapper, messages: Sequence[Message], notify: Sequen
                 cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, q])
 
 
-def _row_generic(conn: BaseDatabaseWrapper, m: Message) -> tuple[Any, ...]:
+def _row_values(m: Message) -> list[Any]:
+    """A message's INSERT values, in ``_INSERT_FIELDS`` order, unconverted."""
+    return [getattr(m, name) for name in _INSERT_FIELDS]
+
+
+# Fields whose values the model converts for the database (UUIDs, datetimes,
+# JSON); the rest go as they are.
+_CONVERTED = [
+    (i, _FIELDS[name])
+    for i, name in enumerate(_INSERT_FIELDS)
+    if _FIELDS[name].get_internal_type() in ("UUIDField", "DateTimeField", "JSONField")
+]
+_HEADERS = _INSERT_FIELDS.index("headers")
+_UUIDS = [i for i, f in _CONVERTED if f.get_internal_type() == "UUIDField"]
+
+
+def _row_generic(conn: BaseDatabaseWrapper, m: Message) -> list[Any]:
     """A message's INSERT values, converted by the model's fields for ``conn``."""
-    return (
-        _prep(conn, "id", m.id),
-        m.name,
-        m.queue,
-        m.priority,
-        m.state,
-        m.content_type,
-        m.payload,
-        _prep(conn, "headers", m.headers),
-        _dt(conn, m.eta),
-        _dt(conn, m.expires),
-        m.acks_late,
-        m.ignore_result,
-        _dt(conn, m.created_at),
-        _prep(conn, "parent_id", m.parent_id),
-        _prep(conn, "root_id", m.root_id),
-        _prep(conn, "group_id", m.group_id),
-        m.unique_key,
-        _dt(conn, m.unique_until),
-        m.concurrency_key,
-        m.exc_type,
-        m.exc_message,
-        _dt(conn, m.done_at),
-    )
+    values = _row_values(m)
+    for i, model_field in _CONVERTED:
+        values[i] = model_field.get_db_prep_save(values[i], conn)
+    return values
 
 
-def _row_postgres(conn: BaseDatabaseWrapper, m: Message) -> tuple[Any, ...]:
-    """The same values as :func:`_row_generic`, for psycopg as they are: it
-    takes UUIDs and aware datetimes natively (the fields' conversions would
-    return them unchanged), and the headers as ``jsonb``. ``delay()`` pays
-    for every microsecond here."""
+def _row_postgres(conn: BaseDatabaseWrapper, m: Message) -> list[Any]:
+    """The same values for psycopg as they are: it takes UUIDs and aware
+    datetimes natively (the fields' conversions would return them
+    unchanged), and the headers as ``jsonb``. ``delay()`` pays for every
+    microsecond here."""
     from psycopg.types.json import Jsonb
 
-    if not isinstance(m.id, uuid.UUID) or not all(
-        v is None or isinstance(v, uuid.UUID) for v in (m.parent_id, m.root_id, m.group_id)
-    ):
+    values = _row_values(m)
+    if not all(values[i] is None or isinstance(values[i], uuid.UUID) for i in _UUIDS):
         return _row_generic(conn, m)
-    return (
-        m.id,
-        m.name,
-        m.queue,
-        m.priority,
-        m.state,
-        m.content_type,
-        m.payload,
-        Jsonb(m.headers),
-        m.eta,
-        m.expires,
-        m.acks_late,
-        m.ignore_result,
-        m.created_at,
-        m.parent_id,
-        m.root_id,
-        m.group_id,
-        m.unique_key,
-        m.unique_until,
-        m.concurrency_key,
-        m.exc_type,
-        m.exc_message,
-        m.done_at,
-    )
+    values[_HEADERS] = Jsonb(values[_HEADERS])
+    return values
 
 
 def _insert(
