@@ -265,8 +265,18 @@ def _hot_cursor(conn: BaseDatabaseWrapper) -> Iterator[Any]:
     import psycopg
 
     conn.ensure_connection()
-    with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:
+    raw = conn.connection
+    if raw.prepare_threshold is None:
+        # Django switches psycopg's statement cache off by default, and with
+        # it off ``prepare=True`` is silently ignored. A threshold that no
+        # query reaches turns the cache on for our statements only.
+        raw.prepare_threshold = _NEVER_AUTO_PREPARE
+    with conn.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         yield _Prepared(cursor)
+
+
+#: psycopg prepares a statement of its own accord after this many runs.
+_NEVER_AUTO_PREPARE = 2**62
 
 
 class _Plain:

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from django.db import transaction
@@ -653,3 +654,46 @@ def test_the_wake_up_is_sent_only_when_the_transaction_commits() -> None:
         assert notified(0.3) == []
     finally:
         listen.close()
+
+
+# -- prepared statements (PostgreSQL) ----------------------------------------
+
+
+def prepared_statements() -> list[str]:
+    """The statements prepared on the queue's connection, as PostgreSQL lists them."""
+    with connection().cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [s for (s,) in cursor.fetchall()]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_hot_statements_are_prepared_on_djangos_default_connection() -> None:
+    # Django opens psycopg connections with its statement cache off
+    # (prepare_threshold None): the enqueue and the claim must still be
+    # prepared, each once, and Django's own queries must not be.
+    connection().close()
+    connection().ensure_connection()
+    assert connection().connection.prepare_threshold is None
+    for _ in range(3):
+        put()
+    claim(limit=1)
+    for _ in range(10):
+        TaskRecord.objects.filter(state=states.PENDING).count()
+    statements = prepared_statements()
+    inserts = [s for s in statements if "INSERT INTO djtasks_taskrecord" in s]
+    claims = [s for s in statements if "FOR UPDATE SKIP LOCKED" in s]
+    assert inserts and claims, statements
+    assert len(set(statements)) == len(statements), "a statement prepared twice"
+    assert not [s for s in statements if "COUNT(" in s.upper()], statements
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_prepare_statements_false_prepares_nothing(settings: Any) -> None:
+    settings.DJTASKS_PREPARE_STATEMENTS = False
+    connection().close()
+    for _ in range(3):
+        put()
+    claim(limit=1)
+    assert prepared_statements() == []
