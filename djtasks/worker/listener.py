@@ -61,8 +61,12 @@ class Listener:
                     "LISTEN gets no notifications through this connection (is it behind "
                     "PgBouncer in transaction mode?): the worker polls every %ss. Set "
                     "DJTASKS_LISTEN_DATABASE_URL to a direct connection for instant "
-                    "wake-ups.",
+                    "wake-ups.%s",
                     settings.POLL_INTERVAL,
+                    " A pooler older than PgBouncer 1.21 also needs "
+                    "DJTASKS_PREPARE_STATEMENTS = False."
+                    if settings.PREPARE_STATEMENTS
+                    else "",
                 )
                 self.close()
         except Exception as exc:
